@@ -1,0 +1,50 @@
+"""Schema migrations behind three small functions (used by ``codealign db`` and by tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from db.session import db_url, get_engine
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", db_url(url).replace("%", "%%"))
+    return cfg
+
+
+@dataclass
+class SchemaState:
+    url: str
+    current: str | None
+    head: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> SchemaState:
+    command.upgrade(alembic_config(url), revision)
+    return current(url)
+
+
+def downgrade(url: str | None = None, revision: str = "-1") -> SchemaState:
+    command.downgrade(alembic_config(url), revision)
+    return current(url)
+
+
+def current(url: str | None = None) -> SchemaState:
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with get_engine(url).connect() as conn:
+        rev = MigrationContext.configure(conn).get_current_revision()
+    return SchemaState(url=db_url(url), current=rev, head=head)

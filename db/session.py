@@ -1,0 +1,93 @@
+"""Engines and sessions.
+
+URL resolution (first wins): explicit argument > ``--db`` (exported by the CLI as ``CODEALIGN_DB_URL``) >
+``$CODEALIGN_DB_URL`` > ``sqlite:///codealign.db`` (a file in the current directory, like MLflow's
+``mlruns``). SQLite connections run with WAL, ``foreign_keys=ON`` and a busy timeout so the annotation app,
+``codealign score`` and a training run can share one file. PostgreSQL URLs
+(``postgresql+psycopg://user:pw@host/db``) work unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from alignment.errors import UserError
+
+DEFAULT_DB_URL = "sqlite:///codealign.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def db_url(url: str | None = None) -> str:
+    url = url or os.environ.get("CODEALIGN_DB_URL") or DEFAULT_DB_URL
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]  # psycopg 3 is the driver we ship
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise UserError(f"invalid database URL: {url!r}") from None
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; fsync at checkpoints
+    cur.close()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One cached engine per URL (pools are per engine)."""
+    from sqlalchemy import create_engine
+
+    url = db_url(url)
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                path = make_url(url).database
+                if path and path != ":memory:":
+                    parent = os.path.dirname(os.path.abspath(path))
+                    if not os.path.isdir(parent):
+                        raise UserError(f"database directory does not exist: {parent}")
+                engine = create_engine(
+                    url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+                )
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A transaction: commits on success, rolls back on any exception (nothing half-written)."""
+    session = sessionmaker(bind=get_engine(url), expire_on_commit=False)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
