@@ -65,10 +65,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}")
         return value
     if origin in (list, tuple):
-        if isinstance(value, str) and args and args[0] is not str:
-            value = [v for v in value.split(",") if v]
-        if isinstance(value, str):
-            value = [value]
+        if isinstance(value, str):  # "a,b" from the command line
+            value = [yaml.safe_load(v) if args and args[0] is not str else v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         item_tp = args[0] if args else Any

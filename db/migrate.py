@@ -10,7 +10,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from db.session import db_url, get_engine
+from sqlalchemy.exc import OperationalError
+
+from db.session import as_user_error, db_url, get_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -34,17 +36,26 @@ class SchemaState:
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> SchemaState:
-    command.upgrade(alembic_config(url), revision)
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except OperationalError as exc:
+        raise as_user_error(exc, db_url(url)) from exc
     return current(url)
 
 
 def downgrade(url: str | None = None, revision: str = "-1") -> SchemaState:
-    command.downgrade(alembic_config(url), revision)
+    try:
+        command.downgrade(alembic_config(url), revision)
+    except OperationalError as exc:
+        raise as_user_error(exc, db_url(url)) from exc
     return current(url)
 
 
 def current(url: str | None = None) -> SchemaState:
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    with get_engine(url).connect() as conn:
-        rev = MigrationContext.configure(conn).get_current_revision()
+    try:
+        with get_engine(url).connect() as conn:
+            rev = MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise as_user_error(exc, db_url(url)) from exc
     return SchemaState(url=db_url(url), current=rev, head=head)

@@ -63,7 +63,7 @@ class Task(_Provenance, Base):
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict, nullable=False)  # family, ops, difficulty...
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)  # re-import detects changed tasks
 
-    completions: Mapped[list[Completion]] = relationship(back_populates="task")
+    completions: Mapped[list[Completion]] = relationship(back_populates="task", passive_deletes=True)
 
 
 # ------------------------------------------------------------------------------------ policies & runs
@@ -119,8 +119,12 @@ class Completion(_Provenance, Base):
 
     task: Mapped[Task] = relationship(back_populates="completions")
     policy: Mapped[Policy | None] = relationship()
-    execution: Mapped[Execution | None] = relationship(back_populates="completion", uselist=False)
-    static_score: Mapped[StaticScore | None] = relationship(back_populates="completion", uselist=False)
+    execution: Mapped[Execution | None] = relationship(
+        back_populates="completion", uselist=False, passive_deletes=True
+    )
+    static_score: Mapped[StaticScore | None] = relationship(
+        back_populates="completion", uselist=False, passive_deletes=True
+    )
 
 
 class Execution(_Provenance, Base):

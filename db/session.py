@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alignment.errors import UserError
@@ -86,8 +86,27 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        raise as_user_error(exc, db_url(url)) from exc
+    except ProgrammingError as exc:  # PostgreSQL reports a missing table here
+        session.rollback()
+        raise as_user_error(exc, db_url(url)) from exc
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def as_user_error(exc: Exception, url: str) -> UserError:
+    """A database failure the user can act on, as one line (the schema is missing, the server is down)."""
+    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    if "no such table" in detail or "does not exist" in detail and "relation" in detail:
+        return UserError(f"database {redact(url)} has no codealign schema ({detail}); run `codealign db upgrade`")
+    return UserError(f"database {redact(url)}: {detail}")
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for printing."""
+    return make_url(url).render_as_string(hide_password=True)

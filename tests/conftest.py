@@ -1,0 +1,71 @@
+"""Shared fixtures: temporary databases (SQLite always, PostgreSQL when the test set-up started one).
+
+``make test`` starts a loopback PostgreSQL (``.ci/postgres.sh``) and exports ``CODEALIGN_TEST_PG_URL``; with
+``CODEALIGN_REQUIRE_PG=1`` (set in CI) a missing server fails the postgres tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+
+def _sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'codealign.db'}"
+
+
+@pytest.fixture
+def db_url(tmp_path, monkeypatch):
+    """A fresh, migrated SQLite database; also the default for code that reads CODEALIGN_DB_URL."""
+    from db.migrate import upgrade
+    from db.session import dispose_engines
+
+    url = _sqlite_url(tmp_path)
+    upgrade(url)
+    monkeypatch.setenv("CODEALIGN_DB_URL", url)
+    yield url
+    dispose_engines()
+
+
+@pytest.fixture
+def pg_server_url():
+    url = os.environ.get("CODEALIGN_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CODEALIGN_REQUIRE_PG") == "1":
+            pytest.fail("CODEALIGN_REQUIRE_PG=1 but CODEALIGN_TEST_PG_URL is not set (see .ci/postgres.sh)")
+        pytest.skip("no PostgreSQL server: run `make test` as root, or set CODEALIGN_TEST_PG_URL")
+    return url
+
+
+@pytest.fixture
+def pg_empty_url(pg_server_url):
+    """A brand-new empty PostgreSQL database on the test server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from db.session import db_url as resolve, dispose_engines
+
+    server = make_url(resolve(pg_server_url))
+    name = f"codealign_t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield server.set(database=name).render_as_string(hide_password=False)
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_empty_db_url(request, tmp_path):
+    """An empty (unmigrated) database of each backend: the DB tests run on both."""
+    if request.param == "sqlite":
+        yield _sqlite_url(tmp_path)
+        from db.session import dispose_engines
+
+        dispose_engines()
+    else:
+        yield request.getfixturevalue("pg_empty_url")
