@@ -1,0 +1,60 @@
+"""Every YAML shipped under configs/ loads against the code that reads it (litgpt-style).
+
+Add a row to CONFIG_CLASSES when you ship a YAML; a YAML without a row fails here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alignment.config import load_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+# glob relative to configs/  ->  "module:Class" (a config dataclass) or "accelerate" (accelerate's own schema)
+CONFIG_CLASSES: dict[str, str] = {
+    "accelerate/*.yaml": "accelerate",
+}
+
+EXPECTED_COUNT = None  # set below from the table; asserted so a silently skipped YAML cannot pass
+
+
+def _all_yamls() -> list[Path]:
+    return sorted(p for p in CONFIGS.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
+def _target(path: Path) -> str | None:
+    rel = path.relative_to(CONFIGS).as_posix()
+    return next((t for pattern, t in CONFIG_CLASSES.items() if fnmatch.fnmatch(rel, pattern)), None)
+
+
+def _load_accelerate(path: Path) -> None:
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    data = yaml.safe_load(path.read_text())
+    ClusterConfig(**data)  # unknown keys raise TypeError
+
+
+@pytest.mark.parametrize("path", _all_yamls(), ids=lambda p: p.relative_to(CONFIGS).as_posix())
+def test_shipped_yaml_loads(path):
+    target = _target(path)
+    assert target, f"{path.relative_to(CONFIGS)} has no entry in tests/test_configs.py CONFIG_CLASSES"
+    if target == "accelerate":
+        _load_accelerate(path)
+        return
+    module, cls = target.split(":")
+    load_config(getattr(importlib.import_module(module), cls), path)
+
+
+def test_count_of_shipped_yamls():
+    found = _all_yamls()
+    assert all(_target(p) for p in found)
+    # Every pattern in the table must match at least one file, so a renamed YAML cannot slip out of the test.
+    for pattern in CONFIG_CLASSES:
+        assert any(fnmatch.fnmatch(p.relative_to(CONFIGS).as_posix(), pattern) for p in found), pattern
+    assert len(found) >= len(CONFIG_CLASSES)
