@@ -19,6 +19,8 @@ from alignment.errors import UserError
 COMMANDS: list[tuple[str, str, str]] = [
     ("db", "db.cli", "create, migrate and inspect the database"),
     ("tasks", "alignment.tasks.cli", "import, list and show task suites"),
+    ("model", "alignment.model_init", "build the embedded default model (offline tokenizer + random-init Llama)"),
+    ("train", "alignment.train_cli", "train a stage (sft, reward, dpo, grpo, ppo) from a YAML config"),
 ]
 
 

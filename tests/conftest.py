@@ -69,3 +69,15 @@ def any_empty_db_url(request, tmp_path):
         dispose_engines()
     else:
         yield request.getfixturevalue("pg_empty_url")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The embedded model at the ``test`` preset (hidden 64, 2 layers), built once per test session.
+
+    Random weights: use it for plumbing (shapes, saving, DB rows), never to assert learning. Treat it as
+    read-only; copy it (``shutil.copytree``) before training on it in place.
+    """
+    from alignment.model_init import init_model
+
+    return init_model(tmp_path_factory.mktemp("tiny_model") / "model", preset="test", seed=0)

@@ -19,6 +19,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # glob relative to configs/  ->  "module:Class" (a config dataclass) or "accelerate" (accelerate's own schema)
 CONFIG_CLASSES: dict[str, str] = {
     "accelerate/*.yaml": "accelerate",
+    "model/*.yaml": "alignment.model_init:ModelPreset",
 }
 
 EXPECTED_COUNT = None  # set below from the table; asserted so a silently skipped YAML cannot pass
