@@ -1,0 +1,169 @@
+"""Batched sampling of function bodies from a local Hugging Face causal LM (sample, eval, PPO rollouts).
+
+A completion continues a prompt that ends inside a function (signature + docstring); it ends at the end of
+the function body: the first non-blank line that starts at column 0 (a dedent), or EOS, or
+``max_new_tokens``. The returned text stops before that dedented line, so ``prompt + completion`` is the
+program under test.
+
+Guarantees: the same model, prompts, ``n``, ``temperature``, ``top_p``, ``max_new_tokens``, ``seed`` and
+``batch_size`` on the same machine give the same completions. Non-guarantees: results change with
+``batch_size`` (padding and the order of random draws), across torch versions and across devices.
+
+Example::
+
+    from alignment.generation import generate
+    completions = generate("runs/quickstart/sft", prompts, n=8, temperature=0.8, seed=0)
+    completions[0][3]  # 4th sample for the first prompt
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One sampled completion. ``token_ids`` are the completion's tokens up to the cut (EOS included if it
+    ended on EOS); ``finished`` is False when ``max_new_tokens`` ran out before the body ended."""
+
+    text: str
+    token_ids: list[int]
+    finished: bool
+
+
+def end_of_body(text: str) -> int | None:
+    """Index where the function body in ``text`` ends (start of the first dedented line), or None."""
+    pos = 0
+    while True:
+        if pos < len(text) and not text[pos].isspace():
+            return pos
+        newline = text.find("\n", pos)
+        if newline < 0:
+            return None
+        pos = newline + 1
+
+
+def truncate_at_dedent(text: str) -> str:
+    cut = end_of_body(text)
+    return text if cut is None else text[:cut]
+
+
+def load_policy(policy: str | Path | tuple[Any, Any]) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a model directory, or the pair itself. The tokenizer pads on the left."""
+    if isinstance(policy, tuple):
+        model, tokenizer = policy
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(policy)
+        model = AutoModelForCausalLM.from_pretrained(policy)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # user models (CodeLlama) may ship without a pad token
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def _dedent_stopper(tokenizer, prompt_len: int):
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopAtDedent(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
+            return torch.tensor([end_of_body(t) is not None for t in texts], device=input_ids.device)
+
+    return StopAtDedent()
+
+
+def _cut_tokens(tokenizer, ids: list[int], text: str, eos_id: int | None) -> tuple[str, list[int], bool]:
+    """Completion text and tokens up to the end of the body."""
+    if eos_id is not None and eos_id in ids:
+        ids = ids[: ids.index(eos_id) + 1]
+        ended = True
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+    else:
+        ended = False
+    cut = end_of_body(text)
+    if cut is None:
+        return text, ids, ended
+    text = text[:cut]
+    lo, hi = 0, len(ids)  # fewest tokens whose decoded text covers the kept text
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(tokenizer.decode(ids[: mid + 1], skip_special_tokens=True)) >= len(text):
+            hi = mid
+        else:
+            lo = mid + 1
+    return text, ids[: lo + 1] if text else [], True
+
+
+def generate_rollouts(
+    policy: str | Path | tuple[Any, Any],
+    prompts: list[str],
+    n: int = 1,
+    temperature: float = 0.8,
+    top_p: float = 1.0,
+    max_new_tokens: int = 128,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> list[list[Rollout]]:
+    """``n`` rollouts per prompt (``result[i][j]``: sample j of prompt i). ``temperature=0`` is greedy."""
+    import torch
+
+    if n < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("n, batch_size and max_new_tokens must be positive")
+    model, tokenizer = load_policy(policy)
+    was_training = model.training
+    model.eval()
+    eos_id = tokenizer.eos_token_id
+    # Similar lengths batched together waste less padding; the order is a pure function of the inputs.
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    jobs = sorted(
+        ((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda ij: (lengths[ij[0]], ij)
+    )
+    results: list[list[Rollout | None]] = [[None] * n for _ in prompts]
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {}
+    try:
+        for start in range(0, len(jobs), batch_size):
+            batch = jobs[start : start + batch_size]
+            enc = tokenizer(
+                [prompts[i] for i, _ in batch], return_tensors="pt", padding=True, add_special_tokens=False
+            )
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            prompt_len = enc["input_ids"].shape[1]
+            torch.manual_seed(seed + start)
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=bool(sampling),
+                    **{k: v for k, v in sampling.items() if k != "do_sample"},
+                    stopping_criteria=[_dedent_stopper(tokenizer, prompt_len)],
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=eos_id,
+                )
+            new_ids = out[:, prompt_len:].tolist()
+            texts = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+            for (i, j), ids, text in zip(batch, new_ids, texts):
+                ids = [t for t in ids if t != tokenizer.pad_token_id or t == eos_id]
+                results[i][j] = Rollout(*_cut_tokens(tokenizer, ids, text, eos_id))
+    finally:
+        model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+def generate(
+    policy: str | Path | tuple[Any, Any],
+    prompts: list[str],
+    n: int = 1,
+    temperature: float = 0.8,
+    top_p: float = 1.0,
+    max_new_tokens: int = 128,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> list[list[str]]:
+    """``n`` completion texts per prompt; see :func:`generate_rollouts` and the module docstring."""
+    rollouts = generate_rollouts(policy, prompts, n, temperature, top_p, max_new_tokens, seed, batch_size)
+    return [[r.text for r in per_prompt] for per_prompt in rollouts]
