@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -271,7 +272,21 @@ def _number(tasks: list[TaskSpec], split: str, rng: random.Random) -> list[TaskS
 
 
 def generate_suite(seed: int = 0) -> list[TaskSpec]:
-    """All ``basic`` tasks (train, then test, then pool), identical for identical seeds."""
+    """All ``basic`` tasks (train, then test, then pool), identical for identical seeds.
+
+    Cached per process (generation takes a second or two); the list is a fresh copy on each call, the
+    TaskSpecs are shared and must not be mutated.
+    """
+    return list(_cached_suite(seed))
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_suite(seed: int) -> tuple[TaskSpec, ...]:
+    return tuple(build_suite(seed))
+
+
+def build_suite(seed: int = 0) -> list[TaskSpec]:
+    """Generate the suite from scratch (uncached); see :func:`generate_suite`."""
     splits: dict[str, list[TaskSpec]] = {"train": [], "test": [], "pool": []}
     seen: set[str] = set()
 

@@ -1,0 +1,232 @@
+"""``codealign sample``: K completions per task from a policy, stored in the DB with lineage and params.
+
+Examples::
+
+    codealign sample --policy runs/quickstart/sft --split train --k 8
+    codealign sample --policy sft --source basic --split pool --k 4 --temperature 1.0 --limit 100
+    codealign score                                   # then: execution + static results for new completions
+
+``--policy`` is a registered policy name or a model directory (an unknown directory is registered once as an
+``external`` policy, so every completion has a policy row). Completions are keyed by (task, policy,
+sampling_key, sample_index); ``sampling_key`` hashes the sampling parameters, seed included.
+
+Guarantees: resumable — tasks are sampled in chunks, each chunk committed in one transaction, and a rerun
+with the same parameters only samples the (task, index) pairs that are missing; nothing is ever sampled twice
+under one key. Non-guarantee: after an interruption the resumed samples are valid draws but not bit-identical
+to those an uninterrupted run would have produced (batches differ, so random draws differ).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignment.errors import UserError
+
+TASK_CHUNK = 64  # tasks per generate call and per transaction
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be positive, got {self.max_new_tokens}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+        }
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class SampleResult:
+    """What one ``sample_to_db`` call did. ``completion_ids[task_id]`` lists ids by sample index."""
+
+    policy_id: int
+    policy_name: str
+    checkpoint_path: str
+    sampling_key: str
+    tasks: int
+    created: int
+    reused: int
+    completion_ids: dict[str, list[int]] = field(default_factory=dict)
+
+
+def resolve_policy(session, policy: str, created_by: str):
+    """The ``Policy`` row for a name or a model directory (registered as ``external`` if unknown)."""
+    from sqlalchemy import select
+
+    from db.models import Policy
+
+    row = session.scalars(select(Policy).where(Policy.name == policy)).first()
+    if row is not None:
+        return row
+    path = Path(policy)
+    if not (path / "config.json").is_file():
+        raise UserError(f"--policy: '{policy}' is neither a registered policy name nor a model directory")
+    resolved = str(path.resolve())
+    row = session.scalars(
+        select(Policy).where(Policy.checkpoint_path == resolved).order_by(Policy.id)
+    ).first()
+    if row is None:
+        name = (
+            resolved if session.scalars(select(Policy).where(Policy.name == path.name)).first() else path.name
+        )
+        row = Policy(name=name[-200:], checkpoint_path=resolved, stage="external", created_by=created_by)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def _existing(session, task_row_ids: list[int], policy_id: int, key: str) -> dict[int, dict[int, int]]:
+    """task row id -> {sample_index: completion id} already stored under ``key``."""
+    from sqlalchemy import select
+
+    from db.models import Completion
+
+    found: dict[int, dict[int, int]] = {}
+    rows = session.execute(
+        select(Completion.task_id, Completion.sample_index, Completion.id).where(
+            Completion.policy_id == policy_id,
+            Completion.sampling_key == key,
+            Completion.task_id.in_(task_row_ids),
+        )
+    )
+    for task_id, index, completion_id in rows:
+        found.setdefault(task_id, {})[index] = completion_id
+    return found
+
+
+def sample_to_db(
+    policy: str,
+    source: str = "basic",
+    split: str = "train",
+    k: int = 4,
+    params: SamplingParams | None = None,
+    limit: int | None = None,
+    batch_size: int = 32,
+    created_by: str | None = None,
+    db_url: str | None = None,
+    progress: bool = True,
+) -> SampleResult:
+    """Ensure ``k`` completions per task of ``source``/``split`` (first ``limit`` by id) exist; see module doc."""
+    from sqlalchemy import select
+    from tqdm.auto import tqdm
+
+    from alignment.generation import generate, load_policy
+    from alignment.provenance import cli_actor
+    from db.models import Completion, Task
+    from db.session import session_scope
+
+    if k < 1:
+        raise UserError(f"--k must be positive, got {k}")
+    params = params or SamplingParams()
+    created_by = created_by or cli_actor()
+    with session_scope(db_url) as session:
+        row = resolve_policy(session, policy, created_by)
+        policy_id, policy_name, checkpoint = row.id, row.name, row.checkpoint_path
+        query = select(Task.id, Task.task_id, Task.prompt).where(Task.source == source, Task.split == split)
+        tasks = session.execute(query.order_by(Task.id).limit(limit)).all()
+    if not tasks:
+        raise UserError(
+            f"no '{source}' tasks in split '{split}'; run `codealign tasks import --suite {source}`"
+        )
+
+    model = None
+    result = SampleResult(policy_id, policy_name, checkpoint, params.key, len(tasks), 0, 0)
+    bar = tqdm(total=len(tasks) * k, desc=f"sample {policy_name}", unit="completion", disable=not progress)
+    for start in range(0, len(tasks), TASK_CHUNK):
+        chunk = tasks[start : start + TASK_CHUNK]
+        with session_scope(db_url) as session:
+            done = _existing(session, [t.id for t in chunk], policy_id, params.key)
+        todo = [t for t in chunk if len(done.get(t.id, {})) < k]
+        new_rows: list[Completion] = []
+        if todo:
+            model = model or load_policy(checkpoint)
+            texts = generate(
+                model,
+                [t.prompt for t in todo],
+                n=k,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                max_new_tokens=params.max_new_tokens,
+                seed=params.seed + start,
+                batch_size=batch_size,
+            )
+            for task, samples in zip(todo, texts):
+                have = done.get(task.id, {})
+                new_rows += [
+                    Completion(
+                        task_id=task.id,
+                        policy_id=policy_id,
+                        text=text,
+                        sampling_params=params.as_dict(),
+                        sampling_key=params.key,
+                        sample_index=index,
+                        created_by=created_by,
+                    )
+                    for index, text in enumerate(samples)
+                    if index not in have
+                ]
+            with session_scope(db_url) as session:
+                session.add_all(new_rows)
+                session.flush()
+                for completion in new_rows:
+                    done.setdefault(completion.task_id, {})[completion.sample_index] = completion.id
+        result.created += len(new_rows)
+        result.reused += sum(min(len(done.get(t.id, {})), k) for t in chunk) - len(new_rows)
+        for task in chunk:
+            result.completion_ids[task.task_id] = [done[task.id][i] for i in sorted(done[task.id]) if i < k]
+        bar.update(len(chunk) * k)
+    bar.close()
+    return result
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_sampling_arguments(parser, n_flag: str = "--k", n_default: int = 4) -> None:
+    parser.add_argument(
+        n_flag, type=int, default=n_default, help=f"completions per task (default {n_default})"
+    )
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
+
+
+def register(parser) -> None:
+    parser.add_argument("--policy", required=True, help="policy name or model directory")
+    parser.add_argument("--source", default="basic", help="task suite (default basic)")
+    parser.add_argument("--split", default="train", help="train | test | pool (default train)")
+    parser.add_argument("--limit", type=int, help="only the first N tasks (by id)")
+    add_sampling_arguments(parser)
+    parser.set_defaults(func=_command)
+
+
+def _command(args) -> int:
+    params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, args.seed)
+    result = sample_to_db(args.policy, args.source, args.split, args.k, params, args.limit, args.batch_size)
+    print(
+        f"{result.created} new completions ({result.reused} already there) for {result.tasks} tasks, "
+        f"policy '{result.policy_name}' (id {result.policy_id}), sampling key {result.sampling_key}"
+    )
+    return 0
