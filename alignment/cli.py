@@ -19,6 +19,10 @@ from alignment.errors import UserError
 COMMANDS: list[tuple[str, str, str]] = [
     ("db", "db.cli", "create, migrate and inspect the database"),
     ("tasks", "alignment.tasks.cli", "import, list and show task suites"),
+    ("users", "annotation_ui.commands.users", "add, list, disable annotator/reviewer/admin accounts"),
+    ("annotate", "annotation_ui.commands.annotate", "serve the annotation app and reviewer arena"),
+    ("export", "annotation_ui.commands.export", "export preference pairs from rankings"),
+    ("compare", "annotation_ui.commands.compare", "arena leaderboard: Bradley-Terry with bootstrap CIs"),
     ("model", "alignment.model_init", "build the embedded default model (offline tokenizer + random-init Llama)"),
     ("sample", "alignment.sample", "store K completions per task from a policy in the database"),
     ("train", "alignment.train_cli", "train a stage (sft, reward, dpo, grpo, ppo) from a YAML config"),

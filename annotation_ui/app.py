@@ -1,0 +1,164 @@
+"""The Gradio app: annotator page, reviewer arena, admin page. Build with :func:`build_app`, serve with
+:func:`launch_app` (``codealign annotate``).
+
+Security model (every item is tested in ``tests/test_annotate_security.py``):
+
+* login is required for the page and every API event (``launch(auth=...)`` against argon2 hashes); each
+  event re-resolves the user from the server-side session (``gr.Request.username``) and re-checks that the
+  account is active and has the role; nothing the client sends names the user;
+* every event validates ids and values against the DB (:mod:`annotation_ui.assignment`, :mod:`.arena`);
+* model output and user text reach the page only through :mod:`annotation_ui.render` (escaped) or as plain
+  text table cells;
+* Gradio's run history (browser storage of inputs) and ``/monitoring`` are off; no share link.
+
+Gradio is imported only inside these functions, so ``codealign --help`` never loads it.
+"""
+
+# No `from __future__ import annotations`: Gradio reads `request: gr.Request` hints at runtime.
+import functools
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from alignment.errors import UserError
+from annotation_ui.config import AnnotateConfig
+from annotation_ui.users import ROLES, User, authenticate, require_user
+from db.session import session_scope
+
+SHORTCUTS = [
+    ("a ... h", "select completion A ... H"),
+    ("1 ... 8", "give the selected completion that rank, then select the next one (equal ranks = tie)"),
+    ("Enter", "submit the ranking (Ctrl+Enter inside a text box)"),
+    ("s", "skip with the chosen reason"),
+    ("u", "undo: re-open your last answer to edit it"),
+    ("m / !", "write a comment / a flag reason"),
+    ("Esc", "leave a text box"),
+    ("Arena: 1 / 2 / 3 / 4", "left better / right better / tie / both bad"),
+    ("Arena: n", "next pair"),
+]
+
+_SHORTCUT_JS = (Path(__file__).parent / "static" / "shortcuts.js").read_text(encoding="utf-8")
+
+
+@dataclass
+class AppContext:
+    """What every event handler needs; handlers get the user from the request, never from inputs."""
+
+    cfg: AnnotateConfig
+    db_url: str
+
+    def session(self):
+        return session_scope(self.db_url)
+
+    def user(self, session, request, roles: tuple[str, ...] = ROLES) -> User:
+        return require_user(session, getattr(request, "username", None), roles)
+
+
+def guarded(fn):
+    """Turn a refused event (``UserError``) into a ``gr.Error`` toast / client exception; log nothing else."""
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
+
+    return wrapper
+
+
+def shortcuts_markdown() -> str:
+    rows = "\n".join(f"| <kbd>{k}</kbd> | {what} |" for k, what in SHORTCUTS)
+    return "| key | action |\n|---|---|\n" + rows
+
+
+def build_app(cfg: AnnotateConfig, db_url: str):
+    """The ``gr.Blocks`` app (not launched). Tabs a user may not use are hidden *and* refused server-side."""
+    import gradio as gr
+
+    from annotation_ui import page_admin, page_annotate, page_arena
+
+    ctx = AppContext(cfg=cfg, db_url=db_url)
+    with gr.Blocks(title="codealign annotation", analytics_enabled=False) as demo:
+        who = gr.Markdown(elem_id="who")
+        with gr.Tabs():
+            with gr.Tab("Annotate", id="annotate"):
+                annotate = page_annotate.build(ctx)
+            with gr.Tab("Arena", id="arena", visible=False) as arena_tab:
+                arena = page_arena.build(ctx)
+            with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
+                page_admin.build(ctx)
+
+        @guarded
+        def on_load(request: gr.Request):
+            with ctx.session() as session:
+                user = ctx.user(session, request)
+                from annotation_ui.arena import arena_policies
+
+                policies = (
+                    arena_policies(session, cfg.arena_split) if user.role in ("reviewer", "admin") else []
+                )
+            return (
+                f"Logged in as **{html.escape(user.name)}** ({user.role}) &middot; [log out](logout)",
+                gr.Tab(visible=user.role in ("reviewer", "admin")),
+                gr.Tab(visible=user.role == "admin"),
+                gr.Dropdown(choices=policies, value=policies[0] if policies else None),
+                gr.Dropdown(choices=policies, value=policies[1] if len(policies) > 1 else None),
+            )
+
+        demo.load(
+            on_load,
+            outputs=[who, arena_tab, admin_tab, arena.policy_a, arena.policy_b],
+            api_visibility="private",
+        )
+        demo.load(annotate.load, outputs=annotate.outputs, api_visibility="private")
+    return demo
+
+
+@dataclass
+class LaunchedApp:
+    url: str
+    demo: object  # gr.Blocks; call .close() to stop
+
+
+def launch_app(
+    cfg: AnnotateConfig, db_url: str, *, host: str | None = None, port: int | None = None, block: bool = True
+) -> LaunchedApp:
+    """Serve the app. Guarantees: auth on, run history and monitoring off, no share link, the SQLite DB
+    directory blocked from file serving. Non-guarantee: TLS (put a reverse proxy in front, see docs)."""
+    from sqlalchemy.engine import make_url
+
+    demo = build_app(cfg, db_url)
+    demo.queue(default_concurrency_limit=8)
+
+    def check_login(name: str, password: str) -> bool:
+        with session_scope(db_url) as session:
+            return authenticate(session, name, password) is not None
+
+    blocked = []
+    parsed = make_url(db_url)
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        blocked.append(str(Path(parsed.database).resolve().parent))
+    from annotation_ui.render import page_css
+
+    demo.launch(
+        server_name=host or cfg.host,
+        server_port=port if port is not None else cfg.port,
+        auth=check_login,
+        auth_message="codealign annotation: log in with the account your admin created.",
+        share=False,
+        run_history=False,
+        enable_monitoring=False,
+        footer_links=[],
+        blocked_paths=blocked,
+        max_file_size="1mb",
+        root_path=cfg.root_path or None,
+        ssr_mode=False,
+        show_error=True,
+        quiet=not block,
+        prevent_thread_lock=not block,
+        css=page_css(),
+        head=f"<script>{_SHORTCUT_JS}</script>",
+    )
+    return LaunchedApp(url=demo.local_url, demo=demo)
