@@ -1,0 +1,103 @@
+"""Policy evaluation: stored completions are executed in the sandbox, pass@k is exact, results are stored."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from sqlalchemy import select
+
+from alignment.errors import UserError
+from alignment.evaluate import evaluate_policy, parse_ks, run_policy_eval
+from alignment.sample import SamplingParams, resolve_policy
+from alignment.tasks.basic import generate_suite
+from alignment.tasks.importer import import_tasks
+from db.models import Completion, EvalResult, Task
+from db.session import session_scope
+
+PARAMS = SamplingParams(temperature=0.8, max_new_tokens=8, seed=0)
+
+
+@pytest.fixture
+def test_tasks(db_url):
+    specs = [t for t in generate_suite(0) if t.split == "test"][:4]
+    with session_scope(db_url) as session:
+        import_tasks(session, specs, source="basic", created_by="test")
+    return specs
+
+
+def test_pass_at_k_of_known_completions(db_url, test_tasks, tiny_model_dir, tmp_path):
+    """Completions already stored under the sampling key are reused, so their verdicts are known."""
+    wrong = "    return None\n"
+    per_task = [[t.reference_solution] * 2 for t in test_tasks[:2]]
+    per_task += [[test_tasks[2].reference_solution, wrong], [wrong, wrong]]
+    with session_scope(db_url) as session:
+        policy = resolve_policy(session, str(tiny_model_dir), "test")
+        rows = {r.task_id: r.id for r in session.scalars(select(Task))}
+        for spec, texts in zip(test_tasks, per_task):
+            session.add_all(
+                Completion(
+                    task_id=rows[spec.task_id],
+                    policy_id=policy.id,
+                    text=text,
+                    sampling_key=PARAMS.key,
+                    sampling_params=PARAMS.as_dict(),
+                    sample_index=i,
+                    created_by="test",
+                )
+                for i, text in enumerate(texts)
+            )
+
+    outcome = evaluate_policy(
+        str(tiny_model_dir),
+        "basic",
+        "test",
+        n=2,
+        ks="1,2",
+        params=PARAMS,
+        output_dir=tmp_path,
+        created_by="test",
+    )
+    assert outcome.pass_at_k == pytest.approx({"pass@1": (1 + 1 + 0.5 + 0) / 4, "pass@2": 3 / 4})
+    assert outcome.num_tasks == 4 and outcome.verdicts.get("passed") == 5
+    lines = [json.loads(line) for line in outcome.results_path.read_text().splitlines()]
+    assert len(lines) == 8 and {"task_id", "completion", "result", "passed"} <= lines[0].keys()
+    assert sum(line["passed"] for line in lines) == 5
+    with session_scope(db_url) as session:
+        stored = session.get(EvalResult, outcome.eval_result_id)
+        assert (stored.dataset, stored.split, stored.n_samples, stored.num_tasks) == ("basic", "test", 2, 4)
+        assert stored.pass_at_k == outcome.pass_at_k and stored.policy_id == policy.id
+        assert (
+            session.scalar(select(Completion.id).where(Completion.sample_index > 1)) is None
+        )  # nothing resampled
+
+
+def test_cli_handler_samples_for_real(db_url, test_tasks, tiny_model_dir, tmp_path, capsys):
+    args = argparse.Namespace(
+        policy=str(tiny_model_dir),
+        dataset="basic",
+        split="test",
+        n=2,
+        k="1,2",
+        temperature=1.0,
+        max_new_tokens=6,
+        db=None,
+        output_dir=str(tmp_path),
+    )
+    assert run_policy_eval(args) == 0
+    out = capsys.readouterr().out
+    assert "on basic/test: pass@1 " in out and "(4 tasks x 2 samples)" in out
+    with session_scope(db_url) as session:
+        assert len(session.scalars(select(Completion)).all()) == 8
+        assert len(session.scalars(select(EvalResult)).all()) == 1
+
+
+def test_bad_k():
+    assert parse_ks("4,1, 4") == [1, 4] and parse_ks([2]) == [2] and parse_ks(3) == [3]
+    with pytest.raises(UserError, match="--k"):
+        parse_ks("1,x")
+    with pytest.raises(UserError, match="--k"):
+        parse_ks("0")
+    with pytest.raises(UserError, match="needs at least that many samples"):
+        evaluate_policy("whatever", n=2, ks="1,4")
