@@ -1,0 +1,579 @@
+"""PPO with a critic: sample code for RL prompts, score it with the reward functions, optimise the policy.
+
+Reads top to bottom: config -> load (tasks, tokenizer, reward functions) -> build (accelerator, actor-critic,
+frozen reference, optimizer) -> train (rollout, then PPO epochs over minibatches) -> save. The math lives in
+:mod:`alignment.ppo_core`; actor and critic are one module (:mod:`alignment.value_model`).
+
+Examples::
+
+    codealign train ppo --config configs/ppo.yaml
+    codealign train ppo --config configs/ppo.yaml model_name_or_path=runs/sft max_steps=50
+    codealign train ppo --config configs/ppo.yaml --accelerate configs/accelerate/zero3.yaml --num-processes 8
+    accelerate launch --config_file configs/accelerate/zero3.yaml -m alignment.ppo --config configs/ppo.yaml
+
+One training step = one rollout of ``rollout_batch_size`` responses per process (``per_device_train_batch_size x
+gradient_accumulation_steps x num_mini_batches``), then ``num_ppo_epochs`` passes over it in ``num_mini_batches``
+optimizer steps. The InstructGPT recipe with the details of Huang et al. 2024: per-token KL penalty in the
+reward (fixed or adaptive coefficient), the score on the EOS token, a penalty for answers truncated before EOS,
+running score normalisation, GAE, whitened advantages, clipped surrogate and value losses, logits divided by
+the sampling temperature, dropout off, early stop of the epochs when the policy moves too far (approx. KL).
+
+Rewards are the TRL-style callables GRPO uses, ``fn(prompts, completions, completion_ids, **columns)``, with
+the task's ``tests``, ``entry_point`` and ``task_id`` as columns; several are combined with ``reward_weights``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from alignment.config import ConfigError, load_config, to_dict
+from alignment.errors import UserError
+
+RewardFunc = Callable[..., list]
+
+
+@dataclass
+class PPORecipeConfig:
+    # --- model
+    model_name_or_path: str = ""  # the policy to start from (usually the SFT checkpoint); required
+    critic_backbone: Literal["shared", "separate"] = "separate"  # value head on the policy's trunk, or its own
+    critic_model_name_or_path: str | None = None  # separate critic's starting weights (default: the policy's)
+    value_head_init_std: float = 0.0
+    output_dir: str = "runs/ppo"
+    # --- data: prompts come from the tasks table (codealign tasks import ...)
+    dataset: str = "basic"
+    split: str = "pool"
+    max_prompts: int | None = None  # use only the first N tasks of the split
+    # --- reward: names from reward.rewards or "package.module:function"
+    reward_funcs: list[str] = field(default_factory=lambda: ["execution"])
+    reward_weights: list[float] | None = None  # default: 1.0 each
+    missing_eos_penalty: float | None = 1.0  # subtracted from the normalised score of answers cut off before EOS
+    normalize_scores: bool = True  # running mean/std over all scores seen so far
+    whiten_rewards: bool = False
+    # --- sampling
+    max_completion_length: int = 128
+    temperature: float = 1.0
+    num_generations: int = 1  # responses per prompt in a rollout
+    # --- batch shape (per process): rollout = per_device_train_batch_size * gradient_accumulation_steps * minibatches
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_mini_batches: int = 1
+    forward_batch_size: int = 16  # rollout-time forward passes (no grad)
+    max_steps: int = 100  # rollouts
+    num_ppo_epochs: int = 4
+    # --- optimisation
+    learning_rate: float = 1e-5
+    critic_learning_rate: float | None = None  # default: learning_rate
+    lr_scheduler_type: Literal["constant", "linear"] = "linear"
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    # --- KL
+    kl_coef: float = 0.05
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    adaptive_kl_target: float | None = None  # per-sequence KL to track; None = fixed kl_coef
+    adaptive_kl_horizon: int = 10000
+    early_stop_kl: float | None = None  # stop this rollout's epochs when approx KL(old || new) exceeds it
+    # --- LoRA (peft)
+    use_peft: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None  # default: all linear layers
+    # --- bookkeeping
+    seed: int = 0
+    logging_steps: int = 1
+    report_to: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, mlflow, wandb...
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 1 or self.rollout_batch_size % self.num_generations:
+            raise ConfigError(
+                f"num_generations={self.num_generations} must divide the rollout batch "
+                f"per_device_train_batch_size x gradient_accumulation_steps x num_mini_batches = "
+                f"{self.rollout_batch_size}"
+            )
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(
+                f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}"
+            )
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_mini_batches",
+                     "forward_batch_size", "max_steps", "num_ppo_epochs", "max_completion_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ConfigError(f"gamma and lam must be in [0, 1], got gamma={self.gamma} lam={self.lam}")
+
+    @property
+    def rollout_batch_size(self) -> int:
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_mini_batches
+
+
+@dataclass
+class PPOOutcome:
+    output_dir: str
+    global_step: int
+    metrics: dict[str, float]  # the last logged step
+
+
+@dataclass
+class Rollout:
+    """One process's rollout; every tensor has ``B`` rows. ``Q`` prompt tokens (left-padded), ``R`` response."""
+
+    queries: Any  # (B, Q) token ids
+    query_mask: Any  # (B, Q)
+    responses: Any  # (B, R) token ids, pad after the first EOS
+    response_mask: Any  # (B, R) float, 1 up to and including the first EOS
+    logprobs: Any  # (B, R) under the policy that sampled
+    values: Any  # (B, R)
+    advantages: Any  # (B, R) whitened
+    returns: Any  # (B, R)
+
+
+# ------------------------------------------------------------------------------------------------ load
+def load_tasks(cfg: PPORecipeConfig) -> list[dict[str, Any]]:
+    """RL prompts with their tests, from the tasks table of the database in ``$CODEALIGN_DB_URL``."""
+    from sqlalchemy import select
+
+    from db.models import Task
+    from db.session import db_url, session_scope
+
+    with session_scope() as session:
+        rows = session.scalars(
+            select(Task).where(Task.source == cfg.dataset, Task.split == cfg.split).order_by(Task.id)
+        ).all()
+        tasks = [
+            {"prompt": r.prompt, "tests": r.tests, "entry_point": r.entry_point, "task_id": r.task_id}
+            for r in rows
+        ]
+    if not tasks:
+        raise UserError(
+            f"no tasks with dataset '{cfg.dataset}' and split '{cfg.split}' in {db_url()}: "
+            f"import them first (codealign tasks import {cfg.dataset})"
+        )
+    return tasks[: cfg.max_prompts] if cfg.max_prompts else tasks
+
+
+def resolve_reward_funcs(names: list[str]) -> list[RewardFunc]:
+    """``"execution"`` -> ``reward.rewards.execution``; ``"pkg.mod:fn"`` -> that function."""
+    funcs = []
+    for name in names:
+        module_name, _, attr = name.rpartition(":") if ":" in name else ("reward.rewards", "", name)
+        try:
+            func = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(f"reward_funcs: cannot load '{name}' ({exc})") from None
+        if not callable(func):
+            raise UserError(f"reward_funcs: '{name}' is not callable")
+        funcs.append(func)
+    return funcs
+
+
+def combined_scores(
+    funcs: list[RewardFunc], weights: list[float], prompts: list[str], completions: list[str], **columns: Any
+) -> tuple[list[float], dict[str, float]]:
+    """Weighted sum of the reward functions per completion (a ``None`` reward counts 0), and each one's mean."""
+    total = [0.0] * len(completions)
+    means = {}
+    for func, weight in zip(funcs, weights):
+        values = func(prompts=prompts, completions=completions, **columns)
+        if len(values) != len(completions):
+            raise UserError(f"reward {func.__name__} returned {len(values)} values for {len(completions)} completions")
+        present = [float(v) for v in values if v is not None]
+        means[f"rewards/{func.__name__}"] = sum(present) / len(present) if present else float("nan")
+        total = [t + weight * (float(v) if v is not None else 0.0) for t, v in zip(total, values)]
+    return total, means
+
+
+# ----------------------------------------------------------------------------------------------- build
+def build_actor_critic(cfg: PPORecipeConfig, accelerator):
+    """Policy (+ LoRA), critic, and the frozen reference (``None`` with LoRA: adapters off = reference)."""
+    from transformers import AutoModel, AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
+    from trl.trainer.utils import disable_dropout_in_model
+
+    from alignment.value_model import ActorCritic
+
+    def load_policy():
+        return AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
+
+    policy = load_policy()
+    critic = None
+    if cfg.critic_backbone == "separate":
+        verbosity = transformers_logging.get_verbosity()
+        transformers_logging.set_verbosity_error()  # the unused lm_head of a causal-LM checkpoint is expected
+        critic = AutoModel.from_pretrained(cfg.critic_model_name_or_path or cfg.model_name_or_path)
+        transformers_logging.set_verbosity(verbosity)
+    reference = None if cfg.use_peft else load_policy().eval().requires_grad_(False)
+    if cfg.use_peft:
+        from peft import LoraConfig, get_peft_model
+
+        lora = {"r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
+                "target_modules": cfg.lora_target_modules or "all-linear"}
+        policy = get_peft_model(policy, LoraConfig(task_type="CAUSAL_LM", **lora))
+        if critic is not None:
+            critic = get_peft_model(critic, LoraConfig(task_type="FEATURE_EXTRACTION", **lora))
+    model = ActorCritic(policy, critic, init_std=cfg.value_head_init_std)
+    # Dropout would make the log-probs of the update differ from those of the rollout for the same weights.
+    for module in (model, reference):
+        if module is not None:
+            disable_dropout_in_model(module)
+    return model, reference
+
+
+def build_optimizer(cfg: PPORecipeConfig, model, total_updates: int):
+    import torch
+    from transformers import get_scheduler
+
+    groups = [
+        {"params": model.policy_parameters(), "lr": cfg.learning_rate},
+        {"params": model.critic_parameters(), "lr": cfg.critic_learning_rate or cfg.learning_rate},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=0,
+                              num_training_steps=total_updates)
+    return optimizer, scheduler
+
+
+def make_accelerator(cfg: PPORecipeConfig):
+    import os
+
+    import torch
+    from accelerate import Accelerator, PartialState
+
+    if (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and "LOCAL_RANK" in os.environ
+            and not torch.cuda.is_available()):
+        # DeepSpeed on CPU (CI): accelerate leaves the backend unset and then counts a single process.
+        PartialState(backend="gloo")
+    return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                       log_with=cfg.report_to or None, project_dir=cfg.output_dir)
+
+
+def configure_deepspeed(cfg: PPORecipeConfig, accelerator) -> None:
+    """Fill the DeepSpeed keys accelerate cannot infer without a dataloader."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    ds = plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
+    ds["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
+    ds["train_batch_size"] = (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+                              * accelerator.num_processes)
+    ds["gradient_clipping"] = cfg.max_grad_norm
+
+
+# ---------------------------------------------------------------------------------------------- rollout
+def forward_logprobs_values(model, queries, query_mask, responses, response_mask, temperature: float):
+    """Policy log-probs ``(B, R)``, values ``(B, R)`` and logits ``(B, R, V)`` of the response tokens.
+
+    Position ``t`` of the outputs describes the state before response token ``t``: its value, and the
+    distribution that produced the token.
+    """
+    from alignment.ppo_core import token_logprobs
+    from alignment.value_model import join_query_response
+
+    logits, values = model(*join_query_response(queries, query_mask, responses, response_mask))
+    start = queries.shape[1] - 1
+    logits = logits[:, start:-1]
+    return token_logprobs(logits, responses, temperature), values[:, start:-1].float(), logits
+
+
+def reference_logprobs(reference, queries, query_mask, responses, response_mask, temperature: float):
+    """Log-probs ``(B, R)`` of the response tokens under the frozen reference model."""
+    from alignment.ppo_core import token_logprobs
+    from alignment.value_model import join_query_response
+
+    input_ids, attention_mask, position_ids = join_query_response(queries, query_mask, responses, response_mask)
+    logits = reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                       use_cache=False).logits
+    return token_logprobs(logits[:, queries.shape[1] - 1:-1], responses, temperature)
+
+
+def generate(model, accelerator, tokenizer, prompts: list[str], cfg: PPORecipeConfig):
+    """Sample one response per prompt: ``queries, query_mask (B, Q)``, ``responses (B, R)`` (R = max length)."""
+    import torch
+    from trl.models.utils import unwrap_model_for_generation
+
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(accelerator.device)
+    with unwrap_model_for_generation(model, accelerator) as unwrapped, torch.no_grad():
+        out = unwrapped.policy.generate(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=True,
+            temperature=cfg.temperature, top_k=0, top_p=1.0, max_new_tokens=cfg.max_completion_length,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+    responses = out[:, enc["input_ids"].shape[1]:]
+    missing = cfg.max_completion_length - responses.shape[1]  # generate stops early when all rows ended
+    if missing:
+        responses = torch.nn.functional.pad(responses, (0, missing), value=tokenizer.pad_token_id)
+    return enc["input_ids"], enc["attention_mask"], responses
+
+
+def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_funcs, weights, cfg, state):
+    """Sample, score, and turn scores into advantages. ``state`` carries the KL controller and score moments."""
+    import torch
+
+    from alignment import ppo_core as core
+
+    prompts = [t["prompt"] for t in tasks]
+    queries, query_mask, responses = generate(model, accelerator, tokenizer, prompts, cfg)
+    mask, ended = core.response_mask_after_eos(responses, tokenizer.eos_token_id)
+    responses = torch.where(mask.bool(), responses, tokenizer.pad_token_id)
+    completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    columns = {k: [t[k] for t in tasks] for k in ("tests", "entry_point", "task_id")}
+    raw, reward_means = combined_scores(reward_funcs, weights, prompts, completions,
+                                        completion_ids=[r[m.bool()].tolist() for r, m in zip(responses, mask)],
+                                        **columns)
+    raw = torch.tensor(raw, device=accelerator.device)
+    all_raw = accelerator.gather(raw)
+    scores = raw
+    if cfg.normalize_scores:
+        state["moments"].update(all_raw.cpu())
+        scores = state["moments"].normalize(raw)
+    if cfg.missing_eos_penalty is not None:
+        scores = scores - cfg.missing_eos_penalty * (~ended).float()
+
+    logprobs, values, ref_logprobs, entropies = [], [], [], []
+    with torch.no_grad():
+        for i in range(0, len(prompts), cfg.forward_batch_size):
+            rows = slice(i, i + cfg.forward_batch_size)
+            batch = (queries[rows], query_mask[rows], responses[rows], mask[rows])
+            lp, v, logits = forward_logprobs_values(model, *batch, cfg.temperature)
+            entropies.append(core.entropy(logits, cfg.temperature))
+            if reference is None:  # LoRA: the reference is the policy with its adapters switched off
+                with accelerator.unwrap_model(model).policy.disable_adapter():
+                    ref_lp, _, _ = forward_logprobs_values(model, *batch, cfg.temperature)
+            else:
+                ref_lp = reference_logprobs(reference, *batch, cfg.temperature)
+            logprobs.append(lp), values.append(v), ref_logprobs.append(ref_lp)
+    logprobs, values, ref_logprobs = torch.cat(logprobs), torch.cat(values), torch.cat(ref_logprobs)
+
+    kl = core.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator)
+    rewards = core.token_rewards(scores, kl, mask, state["kl"].value)
+    if cfg.whiten_rewards:
+        rewards = core.masked_whiten(rewards, mask, shift_mean=False)
+    advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    advantages = core.masked_whiten(advantages, mask)
+
+    sequence_kl = accelerator.gather((kl * mask).sum(1)).mean().item()
+    stats = {
+        "objective/scores": all_raw.mean().item(),
+        "objective/kl": sequence_kl,
+        "objective/entropy": accelerator.gather(core.masked_mean(torch.cat(entropies), mask)[None]).mean().item(),
+        "objective/rlhf_reward": accelerator.gather(scores - state["kl"].value * (kl * mask).sum(1)).mean().item(),
+        "eos_rate": accelerator.gather(ended.float()).mean().item(),
+        "response_length": accelerator.gather(mask.sum(1)).mean().item(),
+        "value/explained_variance": core.explained_variance(values, returns, mask),
+        "kl_coef": state["kl"].value,
+        **reward_means,
+    }
+    state["kl"].update(sequence_kl, n_steps=all_raw.numel())
+    rollout = Rollout(queries, query_mask, responses, mask, logprobs, values, advantages, returns)
+    return rollout, stats, completions
+
+
+
+# ----------------------------------------------------------------------------------------------- update
+def ppo_update(accelerator, model, optimizer, scheduler, rollout: Rollout, cfg: PPORecipeConfig, generator):
+    """``num_ppo_epochs`` passes over the rollout, one optimizer step per minibatch; returns the statistics.
+
+    Each loss is a sum over tokens divided by the response tokens of the whole minibatch on all processes, so
+    the gradient does not depend on how the minibatch is split into micro-batches or processes.
+    """
+    import torch
+
+    from alignment import ppo_core as core
+
+    batch = rollout.responses.shape[0]
+    minibatch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+    # accelerate divides each micro-batch loss by the accumulation steps; DDP/DeepSpeed average processes.
+    scale_numerator = cfg.gradient_accumulation_steps * accelerator.num_processes
+    totals = {k: torch.zeros((), device=accelerator.device) for k in
+              ("tokens", "pg_loss", "vf_loss", "clipped", "vf_clipped", "approx_kl", "ratio", "entropy")}
+    epochs_done, stopped_early = 0, False
+    model.train()
+    for _epoch in range(cfg.num_ppo_epochs):
+        order = torch.randperm(batch, generator=generator).to(accelerator.device)
+        for start in range(0, batch, minibatch):
+            rows = order[start:start + minibatch]
+            tokens = accelerator.reduce(rollout.response_mask[rows].sum(), reduction="sum").clamp(min=1)
+            kl_before = totals["approx_kl"].clone()
+            for micro in rows.split(cfg.per_device_train_batch_size):
+                with accelerator.accumulate(model):
+                    mask = rollout.response_mask[micro]
+                    logprobs, values, logits = forward_logprobs_values(
+                        model, rollout.queries[micro], rollout.query_mask[micro], rollout.responses[micro],
+                        mask, cfg.temperature)
+                    pg_sum, pg_stats = core.policy_loss(logprobs, rollout.logprobs[micro],
+                                                        rollout.advantages[micro], mask, cfg.cliprange)
+                    vf_sum, vf_clipped = core.value_loss(values, rollout.values[micro], rollout.returns[micro],
+                                                         mask, cfg.cliprange_value)
+                    loss = (pg_sum + cfg.vf_coef * vf_sum) * scale_numerator / tokens
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and accelerator.state.deepspeed_plugin is None:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                with torch.no_grad():
+                    for key, value in (("tokens", mask.sum()), ("pg_loss", pg_sum), ("vf_loss", vf_sum),
+                                       ("clipped", pg_stats.clipped_tokens), ("vf_clipped", vf_clipped),
+                                       ("approx_kl", pg_stats.approx_kl_sum), ("ratio", pg_stats.ratio_sum),
+                                       ("entropy", core.masked_sum(core.entropy(logits, cfg.temperature), mask))):
+                        totals[key] += value.detach()
+            if not accelerator.optimizer_step_was_skipped:
+                scheduler.step()
+            minibatch_kl = accelerator.reduce(totals["approx_kl"] - kl_before, reduction="sum") / tokens
+            if cfg.early_stop_kl is not None and minibatch_kl.item() > cfg.early_stop_kl:
+                stopped_early = True
+                break
+        epochs_done += 1
+        if stopped_early:
+            break
+    summed = {k: accelerator.reduce(v, reduction="sum").item() for k, v in totals.items()}
+    n = max(summed["tokens"], 1.0)
+    return {
+        "loss/policy": summed["pg_loss"] / n,
+        "loss/value": summed["vf_loss"] / n,
+        "policy/clipfrac": summed["clipped"] / n,
+        "policy/approxkl": summed["approx_kl"] / n,
+        "policy/ratio": summed["ratio"] / n,
+        "policy/entropy": summed["entropy"] / n,
+        "value/clipfrac": summed["vf_clipped"] / n,
+        "ppo_epochs_done": epochs_done,
+        "early_stopped": float(stopped_early),
+        "lr": scheduler.get_last_lr()[0],
+    }
+
+
+# ------------------------------------------------------------------------------------------------ train
+def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) -> PPOOutcome:
+    """Run PPO from ``cfg``; ``reward_funcs`` (callables) replaces ``cfg.reward_funcs`` for in-process callers."""
+    import torch
+    from accelerate.utils import set_seed
+    from transformers import AutoTokenizer
+
+    from alignment.ppo_core import AdaptiveKLController, RunningMoments
+    from alignment.value_model import save_actor_critic
+
+    # 1. parse
+    if not cfg.model_name_or_path:
+        raise UserError("model_name_or_path is required (the policy to start from, e.g. the SFT output)")
+    if not Path(cfg.model_name_or_path).exists():
+        raise UserError(f"model_name_or_path: no such directory: {cfg.model_name_or_path}")
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.seed, device_specific=True)  # different samples on every process, reproducible per process
+    output_dir = Path(cfg.output_dir)
+
+    # 2. load
+    tasks = load_tasks(cfg)
+    funcs = reward_funcs if reward_funcs is not None else resolve_reward_funcs(cfg.reward_funcs)
+    weights = cfg.reward_weights or [1.0] * len(funcs)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise UserError(f"{cfg.model_name_or_path}: the tokenizer has no EOS token; PPO needs one to end answers")
+
+    # 3. build
+    configure_deepspeed(cfg, accelerator)
+    model, reference = build_actor_critic(cfg, accelerator)
+    total_updates = cfg.max_steps * cfg.num_ppo_epochs * cfg.num_mini_batches
+    optimizer, scheduler = build_optimizer(cfg, model, total_updates)
+    # The scheduler stays outside prepare(): accelerate would step it once per process.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if reference is not None:
+        if accelerator.state.deepspeed_plugin is not None:
+            from trl.models.utils import prepare_deepspeed
+
+            reference = prepare_deepspeed(reference, accelerator)
+        else:
+            reference = reference.to(accelerator.device)
+    if cfg.report_to:
+        accelerator.init_trackers("ppo", config={k: str(v) for k, v in to_dict(cfg).items()})
+
+    # 4. train
+    prompts_per_rollout = cfg.rollout_batch_size // cfg.num_generations
+    global_prompts = prompts_per_rollout * accelerator.num_processes
+    order_rng = torch.Generator().manual_seed(cfg.seed)  # same on every process: they split one global batch
+    shuffle_rng = torch.Generator().manual_seed(cfg.seed + 1)
+    state = {"kl": AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon),
+             "moments": RunningMoments()}
+    queue: list[int] = []
+    log_history: list[dict[str, Any]] = []
+    started = time.time()
+    stats: dict[str, float] = {}
+    for step in range(1, cfg.max_steps + 1):
+        while len(queue) < global_prompts:
+            queue += torch.randperm(len(tasks), generator=order_rng).tolist()
+        chosen, queue = queue[:global_prompts], queue[global_prompts:]
+        mine = chosen[accelerator.process_index * prompts_per_rollout:][:prompts_per_rollout]
+        batch_tasks = [tasks[i] for i in mine for _ in range(cfg.num_generations)]
+
+        t0 = time.time()
+        model.eval()
+        rollout, stats, _ = collect_rollout(model, reference, accelerator, tokenizer, batch_tasks, funcs,
+                                            weights, cfg, state)
+        t1 = time.time()
+        stats |= ppo_update(accelerator, model, optimizer, scheduler, rollout, cfg, shuffle_rng)
+        stats |= {"time/rollout_s": t1 - t0, "time/update_s": time.time() - t1,
+                  "episodes": step * global_prompts * cfg.num_generations}
+        if step % cfg.logging_steps == 0 or step == cfg.max_steps:
+            log_history.append({"step": step, **{k: round(v, 6) for k, v in stats.items()}})
+            accelerator.log(stats, step=step)
+            if accelerator.is_main_process:
+                _write_trainer_state(output_dir, log_history, step, time.time() - started)
+                print(f"ppo step {step}/{cfg.max_steps} score {stats['objective/scores']:.3f} "
+                      f"kl {stats['objective/kl']:.3f} eos {stats['eos_rate']:.2f} "
+                      f"vf_loss {stats['loss/value']:.4f} clipfrac {stats['policy/clipfrac']:.3f}", flush=True)
+        if not all(math.isfinite(v) for k, v in stats.items() if k.startswith(("loss/", "objective/kl"))):
+            raise UserError(f"PPO diverged at step {step} (non-finite loss or KL): lower learning_rate")
+
+    # 5. save
+    accelerator.wait_for_everyone()
+    full_state = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards on the main process
+    if accelerator.is_main_process:
+        save_actor_critic(accelerator.unwrap_model(model), full_state, output_dir)
+        tokenizer.save_pretrained(output_dir)
+        (output_dir / "ppo_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return PPOOutcome(output_dir=str(output_dir), global_step=cfg.max_steps, metrics=stats)
+
+
+def _write_trainer_state(output_dir: Path, log_history: list[dict], step: int, elapsed: float) -> None:
+    """``trainer_state.json`` in the shape transformers writes it, so the report reads every stage the same way."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    state = {"global_step": step, "log_history": log_history, "train_runtime": round(elapsed, 2)}
+    (output_dir / "trainer_state.json").write_text(json.dumps(state, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m alignment.ppo --config FILE [key=value ...]`` (also the ``accelerate launch -m`` target)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="alignment.ppo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=None, help="YAML file of PPORecipeConfig fields")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides (win over the YAML)")
+    args = parser.parse_args(argv)
+    try:
+        train(load_config(PPORecipeConfig, args.config, args.overrides))
+    except UserError as exc:
+        print(f"codealign: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
