@@ -1,0 +1,80 @@
+"""Accounts: argon2 hashes, roles, disable, login checks, and the `codealign users` CLI."""
+
+import pytest
+
+from alignment.cli import main
+from alignment.errors import UserError
+from annotation_ui.users import PermissionDenied, add_user, authenticate, list_users, require_user, set_active
+from db.models import Annotator
+from db.session import session_scope
+
+
+def test_password_is_stored_as_argon2id_and_checked(db_url):
+    with session_scope(db_url) as s:
+        add_user(s, "alice", "correct horse", "annotator", created_by="test")
+    with session_scope(db_url) as s:
+        row = s.query(Annotator).one()
+        assert row.password_hash.startswith("$argon2id$") and "correct horse" not in row.password_hash
+        assert authenticate(s, "alice", "correct horse").name == "alice"
+        assert authenticate(s, "alice", "wrong password") is None
+        assert authenticate(s, "nobody", "correct horse") is None
+        assert authenticate(s, "", "") is None
+
+
+@pytest.mark.parametrize(
+    "name,password,role,message",
+    [
+        ("bad name!", "long enough", "annotator", "user name"),
+        ("carol", "short", "annotator", "at least 8"),
+        ("carol", "long enough", "root", "--role"),
+    ],
+)
+def test_bad_account_input_is_one_clear_error(db_url, name, password, role, message):
+    with session_scope(db_url) as s, pytest.raises(UserError, match=message):
+        add_user(s, name, password, role, created_by="test")
+
+
+def test_duplicate_and_disabled_users(db_url):
+    with session_scope(db_url) as s:
+        add_user(s, "bob", "password123", "reviewer", created_by="test")
+        with pytest.raises(UserError, match="already exists"):
+            add_user(s, "bob", "password123", "reviewer", created_by="test")
+    with session_scope(db_url) as s:
+        set_active(s, "bob", False)
+    with session_scope(db_url) as s:
+        assert authenticate(s, "bob", "password123") is None
+        with pytest.raises(PermissionDenied, match="disabled"):
+            require_user(s, "bob")
+        with pytest.raises(UserError, match="no user named"):
+            set_active(s, "ghost", False)
+
+
+def test_require_user_checks_role(db_url):
+    with session_scope(db_url) as s:
+        add_user(s, "ann", "password123", "annotator", created_by="test")
+        assert require_user(s, "ann").role == "annotator"
+        with pytest.raises(PermissionDenied, match="needs admin"):
+            require_user(s, "ann", ("admin",))
+        with pytest.raises(PermissionDenied, match="not logged in"):
+            require_user(s, None)
+
+
+def test_users_cli_add_list_disable(db_url, monkeypatch, capsys):
+    monkeypatch.setenv("CODEALIGN_PASSWORD", "s3cret-password")
+    assert main(["users", "add", "dora", "--role", "admin"]) == 0
+    assert main(["users", "add", "dora"]) == 2  # duplicate: one-line error, exit 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["users", "disable", "dora"]) == 0
+    assert main(["users", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "dora" in listing and "admin" in listing and " no" in listing
+    with session_scope(db_url) as s:
+        assert [u.active for u in list_users(s)] == [False]
+        assert s.query(Annotator).one().created_by.startswith("cli:")
+
+
+def test_users_cli_without_password_source_fails_cleanly(db_url, monkeypatch, capsys):
+    monkeypatch.delenv("CODEALIGN_PASSWORD", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(["users", "add", "erin"]) == 2
+    assert "CODEALIGN_PASSWORD" in capsys.readouterr().err
