@@ -20,6 +20,10 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CONFIG_CLASSES: dict[str, str] = {
     "accelerate/*.yaml": "accelerate",
     "model/*.yaml": "alignment.model_init:ModelPreset",
+    "sft.yaml": "alignment.sft:SFTRecipeConfig",
+    "reward_model.yaml": "alignment.reward_model:RewardModelRecipeConfig",
+    "dpo.yaml": "alignment.dpo:DPORecipeConfig",
+    "grpo.yaml": "alignment.grpo:GRPORecipeConfig",
 }
 
 EXPECTED_COUNT = None  # set below from the table; asserted so a silently skipped YAML cannot pass

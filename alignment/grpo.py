@@ -1,0 +1,123 @@
+"""GRPO: TRL ``GRPOTrainer`` with execution, static and reward-model rewards, weighted from the config.
+
+Examples::
+
+    codealign train grpo --config configs/grpo.yaml model_name_or_path=runs/sft output_dir=runs/grpo
+    codealign train grpo --config configs/grpo.yaml reward_funcs=[execution,static,reward_model] \\
+        reward_weights=[1.0,0.2,0.5] reward_model_path=runs/rm
+    codealign train grpo --config configs/grpo.yaml reward_funcs=[mypkg.rewards:brevity]   # your own callable
+
+Prompts come from the ``pool`` split by default (prompts + tests, no reference: GUIDE §10 found RL prompts
+must come from where the policy is weak). The dataset keeps ``tests``, ``entry_point`` and ``task_id``
+columns, which TRL hands to every reward function as keyword arguments — that is how the execution reward
+knows what to run.
+
+Reward names: ``execution`` and ``static`` (``reward.rewards``), ``reward_model`` (a
+:class:`alignment.reward_model.RewardModelScorer` on ``reward_model_path``), or ``package.module:function``
+for any callable ``fn(prompts, completions, **columns) -> list[float | None]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from alignment.config import ConfigError
+from alignment.errors import UserError
+from alignment.recipe import (
+    RecipeConfig,
+    TaskSelection,
+    check_common,
+    load_tasks,
+    load_tokenizer,
+    peft_config,
+    save_final,
+    train_metrics,
+    trainer_args,
+)
+from alignment.runs import TrainOutcome, registered_run
+
+BUILTIN_REWARDS = {"execution": "reward.rewards:execution_reward", "static": "reward.rewards:static_reward"}
+
+
+@dataclass
+class GRPORecipeConfig(RecipeConfig):
+    learning_rate: float = 1e-4
+    per_device_train_batch_size: int = 16
+    num_generations: int = 8  # completions per prompt; the effective batch must divide by it
+    max_completion_length: int = 128
+    temperature: float = 1.0
+    beta: float = 0.0  # KL to a reference model; 0 = no reference model (TRL default)
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    reward_funcs: list[str] = field(default_factory=lambda: ["execution", "static"])
+    reward_weights: list[float] | None = None  # one per reward_funcs entry; None = all 1.0
+    reward_model_path: str | None = None  # needed by the reward_model reward
+    tasks: TaskSelection = field(default_factory=lambda: TaskSelection(splits=["pool"]))
+
+    def __post_init__(self) -> None:
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(
+                f"reward_weights: {len(self.reward_weights)} weights for {len(self.reward_funcs)} reward_funcs"
+            )
+        if not self.reward_funcs:
+            raise ConfigError("reward_funcs: name at least one reward (execution, static, reward_model)")
+
+
+def resolve_reward(name: str, cfg: GRPORecipeConfig) -> Callable:
+    """The callable behind one ``reward_funcs`` entry; a one-line error naming the entry otherwise."""
+    if name == "reward_model":
+        if not cfg.reward_model_path:
+            raise UserError("reward_funcs has reward_model but reward_model_path is not set")
+        from alignment.reward_model import RewardModelScorer
+
+        return RewardModelScorer(cfg.reward_model_path).reward_function()
+    target = BUILTIN_REWARDS.get(name, name)
+    if ":" not in target:
+        raise UserError(
+            f"reward_funcs: unknown reward {name!r} (use {', '.join([*BUILTIN_REWARDS, 'reward_model'])} "
+            "or package.module:function)"
+        )
+    module_name, attr = target.split(":", 1)
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"reward_funcs: cannot load {name!r} from {target} ({exc})") from None
+    if not callable(fn):
+        raise UserError(f"reward_funcs: {target} is not callable")
+    return fn
+
+
+def build_dataset(cfg: GRPORecipeConfig):
+    from datasets import Dataset
+
+    specs = load_tasks(cfg.tasks)
+    return Dataset.from_list(
+        [{"prompt": t.prompt, "tests": list(t.tests), "entry_point": t.entry_point, "task_id": t.task_id}
+         for t in specs]
+    )
+
+
+def train(cfg: GRPORecipeConfig) -> TrainOutcome:
+    from trl import GRPOConfig, GRPOTrainer
+
+    check_common(cfg)
+    dataset = build_dataset(cfg)
+    reward_funcs = [resolve_reward(name, cfg) for name in cfg.reward_funcs]
+    tokenizer = load_tokenizer(cfg.model_name_or_path)
+    tokenizer.padding_side = "left"  # generation pads on the left
+    args = trainer_args(cfg, GRPOConfig)
+    with registered_run("grpo", cfg) as run:
+        trainer = GRPOTrainer(
+            model=cfg.model_name_or_path,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config(cfg),
+        )
+        result = trainer.train(resume_from_checkpoint=run.resume_from)
+        save_final(trainer, cfg, tokenizer)
+        metrics = {**train_metrics(result, trainer), "num_prompts": len(dataset), "reward_funcs": cfg.reward_funcs}
+        return run.complete(metrics, policy_stage="grpo")

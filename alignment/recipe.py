@@ -1,0 +1,209 @@
+"""Pieces every training recipe shares: common config fields, LoRA, TRL args, task loading, saving.
+
+Each stage (``alignment/sft.py``, ``reward_model.py``, ``dpo.py``, ``grpo.py``) subclasses
+:class:`RecipeConfig` with its own fields and reads top to bottom; this module holds only what would
+otherwise be copied between them. Field names match TRL / ``transformers.TrainingArguments`` so they pass
+through :func:`alignment.config.trl_kwargs` unchanged; rarely used TRL keys go in ``trl_extra``.
+
+Heavy libraries (torch, transformers, trl, peft) are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from alignment.config import ConfigError, trl_kwargs
+from alignment.errors import UserError
+from alignment.tasks.spec import SPLITS, TaskSpec
+
+
+@dataclass
+class LoraSettings:
+    """LoRA through PEFT. Off by default: full fine-tuning of the tiny model is cheap."""
+
+    enabled: bool = False
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    # "all-linear" = every linear layer except the output head (PEFT's shorthand)
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+
+@dataclass
+class RecipeConfig:
+    """Fields common to every stage. ``model_name_or_path`` and ``output_dir`` are required."""
+
+    model_name_or_path: str = ""  # any local HF causal LM directory (the embedded tiny model by default)
+    output_dir: str = ""  # final model here; checkpoint-N subdirectories for resuming
+    policy_name: str | None = None  # DB name of the resulting policy (default: output_dir's last component)
+    seed: int = 0
+    learning_rate: float = 1e-4
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "linear"
+    warmup_steps: float = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    logging_steps: float = 10
+    save_strategy: str = "steps"
+    save_steps: float = 500
+    save_total_limit: int | None = 2
+    report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, mlflow (if installed)
+    bf16: bool | None = None  # None: bf16 where the GPU supports it, fp32 on CPU (same YAML on laptop and node)
+    gradient_checkpointing: bool = False
+    resume: bool = True  # continue from the last checkpoint-N in output_dir when there is one
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    trl_extra: dict[str, Any] = field(default_factory=dict)  # any other TRL config key, checked against TRL
+
+
+def check_common(cfg: RecipeConfig) -> None:
+    """The checks that need the final config (YAML + overrides), hence not in ``__post_init__``."""
+    if not cfg.model_name_or_path:
+        raise UserError("model_name_or_path is not set (e.g. model_name_or_path=models/tiny)")
+    if not cfg.output_dir:
+        raise UserError("output_dir is not set (e.g. output_dir=runs/dpo)")
+    # Local directories only: a hub id would download weights, which this project never does implicitly.
+    if not (Path(cfg.model_name_or_path) / "config.json").is_file():
+        raise UserError(f"model_name_or_path: no Hugging Face model (config.json) in {cfg.model_name_or_path}")
+    for target in cfg.report_to:
+        if target == "mlflow" and importlib.util.find_spec("mlflow") is None:
+            raise UserError("report_to: mlflow is not installed (pip install mlflow), or use tensorboard")
+
+
+def trainer_args(cfg: RecipeConfig, trl_config_cls: type, **stage_fields: Any):
+    """Build the TRL config: shared fields + stage fields by name + ``trl_extra``; TRL's errors become one line."""
+    kwargs = trl_kwargs(cfg, trl_config_cls)
+    kwargs.update(stage_fields)
+    kwargs["output_dir"] = cfg.output_dir
+    if cfg.bf16 is None:
+        kwargs["bf16"] = bf16_supported()
+    if cfg.gradient_checkpointing and cfg.lora.enabled:
+        # LoRA + ZeRO-3 + checkpointing needs reentrant checkpointing (GUIDE §1)
+        kwargs.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": True})
+    try:
+        return trl_config_cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{trl_config_cls.__name__}: {exc}".splitlines()[0]) from None
+
+
+def bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def peft_config(cfg: RecipeConfig, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None):
+    """A ``peft.LoraConfig`` when LoRA is enabled, else None."""
+    if not cfg.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    targets = cfg.lora.target_modules
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.lora_alpha,
+        lora_dropout=cfg.lora.lora_dropout,
+        target_modules=targets[0] if targets == ["all-linear"] else targets,
+        task_type=task_type,
+        modules_to_save=modules_to_save,
+    )
+
+
+def load_tokenizer(path: str):
+    """The model's tokenizer with a pad token (falls back to EOS, as TRL does)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise UserError(f"model_name_or_path: cannot load a tokenizer from {path} ({exc})".splitlines()[0]) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def save_final(trainer, cfg: RecipeConfig, tokenizer, auto_model_cls: str = "AutoModelForCausalLM") -> None:
+    """Write a standalone HF model to ``output_dir`` (every rank must call this: ZeRO-3 gathers weights).
+
+    With LoRA the adapter goes to ``output_dir/adapter`` and the merged full model to ``output_dir``, so
+    downstream stages load the result like any other checkpoint.
+    """
+    if not cfg.lora.enabled:
+        trainer.save_model(cfg.output_dir)
+    else:
+        adapter_dir = str(Path(cfg.output_dir) / "adapter")
+        trainer.save_model(adapter_dir)
+        trainer.accelerator.wait_for_everyone()
+        if trainer.accelerator.is_main_process:
+            import transformers
+            from peft import PeftModel
+
+            model_cls = getattr(transformers, auto_model_cls)
+            extra = {"num_labels": 1} if auto_model_cls == "AutoModelForSequenceClassification" else {}
+            base = model_cls.from_pretrained(cfg.model_name_or_path, **extra)
+            merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+            if extra:
+                merged.config.pad_token_id = tokenizer.pad_token_id
+            merged.save_pretrained(cfg.output_dir)
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(cfg.output_dir)
+    trainer.accelerator.wait_for_everyone()
+
+
+def train_metrics(train_output, trainer) -> dict[str, Any]:
+    """Final numbers plus the logged history (the report plots training curves from it)."""
+    metrics = {k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}
+    metrics["global_step"] = train_output.global_step
+    metrics["log_history"] = [
+        {k: v for k, v in entry.items() if isinstance(v, (int, float))} for entry in trainer.state.log_history
+    ]
+    return metrics
+
+
+@dataclass
+class TaskSelection:
+    """Which tasks a stage trains on: a suite from the DB, or the ``basic`` generator directly."""
+
+    dataset: str = "basic"  # suite name (the ``source`` column in the DB)
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    load_from: Literal["db", "generator"] = "db"  # generator: alignment.tasks.basic, no DB needed
+    generator_seed: int = 0
+    limit: int | None = None  # first N tasks (by id) — for smoke runs
+
+
+def load_tasks(selection: TaskSelection, db_url: str | None = None) -> list[TaskSpec]:
+    """The selected tasks, in a stable order; a one-line error when there are none."""
+    bad = [s for s in selection.splits if s not in SPLITS]
+    if bad:
+        raise UserError(f"tasks.splits: unknown split {bad[0]!r} (choose from {', '.join(SPLITS)})")
+    if selection.load_from == "generator":
+        if selection.dataset != "basic":
+            raise UserError(f"tasks.load_from=generator only generates the 'basic' suite, not {selection.dataset!r}")
+        from alignment.tasks.basic import generate_suite
+
+        specs = [t for t in generate_suite(selection.generator_seed) if t.split in selection.splits]
+    else:
+        from sqlalchemy import select
+
+        from db.models import Task
+        from db.session import session_scope
+
+        with session_scope(db_url) as session:
+            rows = session.scalars(
+                select(Task).where(Task.source == selection.dataset, Task.split.in_(selection.splits)).order_by(Task.id)
+            ).all()
+            specs = [
+                TaskSpec(r.task_id, r.prompt, r.entry_point, list(r.tests), r.reference_solution, r.split, dict(r.meta))
+                for r in rows
+            ]
+        if not specs:
+            raise UserError(
+                f"no '{selection.dataset}' tasks in split(s) {','.join(selection.splits)} in the database; "
+                f"run `codealign tasks import --suite {selection.dataset}` or set tasks.load_from=generator"
+            )
+    return specs[: selection.limit] if selection.limit else specs

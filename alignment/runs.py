@@ -1,0 +1,232 @@
+"""The run registry: every training run is a ``TrainingRun`` row, every result a ``Policy`` with its parent.
+
+A stage wraps its work in :func:`registered_run`::
+
+    with registered_run("dpo", cfg) as run:   # reads output_dir, model_name_or_path, policy_name, resume
+        trainer.train(resume_from_checkpoint=run.resume_from)
+        ...
+        outcome = run.complete(metrics, policy_stage="dpo")
+
+Guarantees:
+
+* the ``TrainingRun`` row exists (status ``running``) before any weights move, and ends ``completed`` with
+  its metrics or ``failed`` with the one-line error; an exception is re-raised after it is recorded;
+* the checkpoint becomes a ``Policy`` whose parent is the policy registered for ``model_name_or_path``
+  (looked up by checkpoint path; an unknown directory is registered once as stage ``external``), so the
+  lineage base -> sft -> dpo/grpo is queryable;
+* a policy name that already points at a *different* checkpoint is refused before training starts;
+* resume: when ``output_dir`` holds ``checkpoint-*`` directories from an earlier, unfinished run of the same
+  stage, ``run.resume_from`` is the last one and the earlier ``TrainingRun`` row is reused (its metrics gain
+  ``resumed_from``);
+* under ``accelerate launch`` only the main process (global rank 0) writes rows; other ranks get a handle
+  with ``run_id=None`` and return an outcome without ids.
+
+Non-guarantees: a process killed with SIGKILL leaves its row ``running`` (the next run in the same
+``output_dir`` resumes and reuses it); nothing here stops two concurrent runs from sharing an ``output_dir``.
+
+No torch at import time (``transformers`` is imported lazily for checkpoint detection only).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignment.config import to_dict
+from alignment.errors import UserError
+from alignment.provenance import run_actor
+
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainOutcome:
+    """What every stage's ``train(cfg)`` returns (ids are ``None`` on non-main ranks)."""
+
+    stage: str
+    output_dir: str
+    metrics: dict[str, Any]
+    run_id: int | None = None
+    policy_id: int | None = None
+    policy_name: str | None = None
+    resumed_from: str | None = None
+
+
+def is_main_process() -> bool:
+    """Global rank 0, read from the launcher's environment (no process group needed)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The ``checkpoint-N`` directory with the largest N that holds trainer state, or None."""
+    path = Path(output_dir)
+    if not path.is_dir():
+        return None
+    steps = []
+    for child in path.iterdir():
+        match = _CHECKPOINT_DIR.match(child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").is_file():
+            steps.append((int(match.group(1)), child))
+    return str(max(steps)[1]) if steps else None
+
+
+def parent_policy_id(session, model_name_or_path: str) -> int:
+    """The policy of the starting checkpoint; registers an unknown local directory as ``external``."""
+    from sqlalchemy import select
+
+    from db.models import Policy
+
+    path = str(Path(model_name_or_path).resolve()) if Path(model_name_or_path).exists() else model_name_or_path
+    policy = session.scalars(select(Policy).where(Policy.checkpoint_path == path).order_by(Policy.id)).first()
+    if policy is not None:
+        return policy.id
+    name = Path(path).name or path
+    if session.scalars(select(Policy).where(Policy.name == name)).first() is not None:
+        name = path[-200:]
+    policy = Policy(name=name, checkpoint_path=path, stage="external", created_by="import:" + path[-190:])
+    session.add(policy)
+    session.flush()
+    return policy.id
+
+
+def _check_policy_name(session, name: str, checkpoint_path: str) -> None:
+    from sqlalchemy import select
+
+    from db.models import Policy
+
+    other = session.scalars(select(Policy).where(Policy.name == name)).first()
+    if other is not None and other.checkpoint_path != checkpoint_path:
+        raise UserError(
+            f"policy_name '{name}' is already used by checkpoint {other.checkpoint_path}; "
+            "set another policy_name or reuse that output_dir"
+        )
+
+
+@dataclass
+class RunHandle:
+    """A started run. ``resume_from`` is the checkpoint the trainer should resume, or None."""
+
+    stage: str
+    output_dir: str
+    policy_name: str
+    config: dict[str, Any]
+    run_id: int | None = None
+    parent_policy_id: int | None = None
+    resume_from: str | None = None
+    db_url: str | None = None
+    outcome: TrainOutcome | None = field(default=None, repr=False)
+
+    def complete(self, metrics: dict[str, Any], policy_stage: str | None = None) -> TrainOutcome:
+        """Mark the run completed and register ``output_dir`` as a policy (main process only)."""
+        policy_id = None
+        if self.run_id is not None:
+            policy_id = _finish(self, metrics, policy_stage or self.stage)
+        self.outcome = TrainOutcome(
+            stage=self.stage,
+            output_dir=self.output_dir,
+            metrics=metrics,
+            run_id=self.run_id,
+            policy_id=policy_id,
+            policy_name=self.policy_name if self.run_id is not None else None,
+            resumed_from=self.resume_from,
+        )
+        return self.outcome
+
+
+def start_run(stage: str, cfg: Any, db_url: str | None = None) -> RunHandle:
+    """Create (or, when resuming, reuse) the ``TrainingRun`` row; see the module docstring for guarantees.
+
+    ``cfg`` is a stage config: ``output_dir``, ``model_name_or_path``, ``policy_name`` and ``resume`` are read.
+    """
+    from sqlalchemy import select
+
+    from db.models import TrainingRun
+    from db.session import session_scope
+
+    output_dir = str(Path(cfg.output_dir).resolve())
+    name = cfg.policy_name or Path(output_dir).name
+    handle = RunHandle(
+        stage=stage, output_dir=output_dir, policy_name=name, config=to_dict(cfg),
+        resume_from=last_checkpoint(output_dir) if cfg.resume else None, db_url=db_url,
+    )
+    if not is_main_process():
+        return handle
+    with session_scope(db_url) as session:
+        _check_policy_name(session, name, output_dir)
+        handle.parent_policy_id = parent_policy_id(session, cfg.model_name_or_path)
+        run = None
+        if handle.resume_from:
+            run = session.scalars(
+                select(TrainingRun)
+                .where(TrainingRun.stage == stage, TrainingRun.output_dir == output_dir,
+                       TrainingRun.status != "completed")
+                .order_by(TrainingRun.id.desc())
+            ).first()
+        if run is None:
+            run = TrainingRun(stage=stage, output_dir=output_dir, created_by="pending")
+            session.add(run)
+            session.flush()
+            run.created_by = run_actor(run.id)
+        run.config = handle.config
+        run.status = "running"
+        run.error = None
+        run.base_policy_id = handle.parent_policy_id
+        run.metrics = {**(run.metrics or {}), **({"resumed_from": handle.resume_from} if handle.resume_from else {})}
+        handle.run_id = run.id
+    return handle
+
+
+def _finish(handle: RunHandle, metrics: dict[str, Any], policy_stage: str) -> int:
+    from sqlalchemy import select
+
+    from db.models import Policy, TrainingRun, utcnow
+    from db.session import session_scope
+
+    with session_scope(handle.db_url) as session:
+        run = session.get(TrainingRun, handle.run_id)
+        run.status = "completed"
+        run.metrics = {**(run.metrics or {}), **metrics}
+        run.finished_at = utcnow()
+        policy = session.scalars(select(Policy).where(Policy.name == handle.policy_name)).first()
+        if policy is None:
+            policy = Policy(name=handle.policy_name, checkpoint_path=handle.output_dir, stage=policy_stage)
+            session.add(policy)
+        policy.stage = policy_stage
+        policy.parent_id = handle.parent_policy_id
+        policy.training_run_id = run.id
+        policy.config = handle.config
+        policy.created_by = run_actor(run.id)
+        session.flush()
+        return policy.id
+
+
+def fail_run(handle: RunHandle, error: BaseException) -> None:
+    """Record the failure as one line (the traceback stays in the process's stderr)."""
+    if handle.run_id is None:
+        return
+    from db.models import TrainingRun, utcnow
+    from db.session import session_scope
+
+    with session_scope(handle.db_url) as session:
+        run = session.get(TrainingRun, handle.run_id)
+        run.status = "failed"
+        run.error = f"{type(error).__name__}: {error}"[:2000]
+        run.finished_at = utcnow()
+
+
+@contextmanager
+def registered_run(stage: str, cfg: Any, db_url: str | None = None) -> Iterator[RunHandle]:
+    """``start_run`` ... ``complete`` with failure recorded on any exception (including Ctrl-C)."""
+    handle = start_run(stage, cfg, db_url)
+    try:
+        yield handle
+    except BaseException as exc:
+        fail_run(handle, exc)
+        raise
+    if handle.outcome is None:
+        fail_run(handle, RuntimeError("stage returned without calling run.complete()"))

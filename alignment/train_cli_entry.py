@@ -1,0 +1,29 @@
+"""What each process runs under ``accelerate launch``: ``python -m alignment.train_cli_entry STAGE --config F
+[key=value ...]``. The DB URL travels in ``$CODEALIGN_DB_URL``; rank 0 alone writes rows (alignment.runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from alignment.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    from alignment.train_cli import STAGES, print_outcome, run_stage
+
+    parser = argparse.ArgumentParser(prog="alignment.train_cli_entry")
+    parser.add_argument("stage", choices=sorted(STAGES))
+    parser.add_argument("--config", required=True)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    try:
+        print_outcome(run_stage(args.stage, args.config, args.overrides))
+    except UserError as exc:
+        print(f"codealign: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
