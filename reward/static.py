@@ -1,0 +1,192 @@
+"""Static signals for generated code: syntax (ast), lint/readability (ruff), complexity (radon), security (bandit).
+
+``analyze_batch(codes)`` returns one :class:`StaticResult` per code string, each with normalised 0..1 scores
+(1 is best) and the raw findings. Ruff runs once per batch over a temporary directory (JSON output), in
+parallel with the in-process radon/bandit pass; with ``workers > 1`` large batches spread radon/bandit over
+worker processes. Nothing here executes the code.
+
+``score_from_line`` lets callers ignore findings in a part they do not control (the task prompt): the scores
+count findings at or after that 1-based line, the raw findings keep everything.
+
+Score definitions (documented once, used by the reward):
+
+* ``syntax``: 1 if ``ast.parse`` succeeds, else 0 (and every other score is 0);
+* ``lint``: ``1 / (1 + 0.25 * n)``, ``n`` = ruff style/bug findings, pyflakes (``F``) counted double;
+* ``complexity``: ``min(1, 5 / max cyclomatic complexity)`` over functions (radon); 1 with no functions;
+* ``security``: ``1 / (1 + Σ w)``, w = 1.0 / 0.5 / 0.1 for bandit HIGH / MEDIUM / LOW severity.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Style and bug rules for the lint score. C901 (complexity) and S (security) are left to radon and bandit.
+RUFF_RULES = "E,F,W,B,SIM,PL,N,UP,C4"
+SEVERITY_WEIGHTS = {"HIGH": 1.0, "MEDIUM": 0.5, "LOW": 0.1}
+COMPLEXITY_TARGET = 5
+PARALLEL_MIN_BATCH = 256
+
+
+@dataclass
+class StaticResult:
+    """Normalised scores (0..1, 1 best) and the raw findings for one code string."""
+
+    syntax_ok: bool
+    scores: dict[str, float]  # syntax, lint, complexity, security
+    findings: dict[str, Any] = field(default_factory=dict)  # ruff: [...], radon: [...], bandit: [...]
+    syntax_error: str | None = None
+
+    @property
+    def mean_score(self) -> float:
+        return sum(self.scores.values()) / len(self.scores) if self.scores else 0.0
+
+
+def analyze(code: str, score_from_line: int = 1) -> StaticResult:
+    return analyze_batch([code], score_from_line=[score_from_line])[0]
+
+
+def analyze_batch(
+    codes: Sequence[str],
+    *,
+    score_from_line: Sequence[int] | None = None,
+    workers: int = 1,
+    ruff: bool = True,
+) -> list[StaticResult]:
+    """All static signals for ``codes`` (see module docstring). ``workers`` > 1 parallelises big batches."""
+    codes = list(codes)
+    starts = list(score_from_line) if score_from_line is not None else [1] * len(codes)
+    if len(starts) != len(codes):
+        raise ValueError("score_from_line must have one entry per code string")
+    if not codes:
+        return []
+    with tempfile.TemporaryDirectory(prefix="codealign-static-") as tmp:
+        ruff_proc = _start_ruff(codes, tmp) if ruff else None
+        local = _python_signals_parallel(codes, workers)
+        ruff_findings = _finish_ruff(ruff_proc, tmp, len(codes)) if ruff_proc else [[] for _ in codes]
+    return [_combine(sig, rf, start) for sig, rf, start in zip(local, ruff_findings, starts)]
+
+
+# ------------------------------------------------------------------------------------------------ ruff
+def _ruff_binary() -> str:
+    from ruff.__main__ import find_ruff_bin
+
+    return find_ruff_bin()
+
+
+def _start_ruff(codes: list[str], tmp: str) -> subprocess.Popen:
+    for i, code in enumerate(codes):
+        with open(os.path.join(tmp, f"{i:07d}.py"), "w", encoding="utf-8") as handle:
+            handle.write(code)
+    cmd = [_ruff_binary(), "check", "--output-format", "json", "--no-cache", "--isolated", "--exit-zero",
+           "--select", RUFF_RULES, "--line-length", "110", tmp]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_ruff(proc: subprocess.Popen, tmp: str, n: int) -> list[list[dict]]:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ruff failed (exit {proc.returncode}): {err.strip()[:300]}")
+    per_file: list[list[dict]] = [[] for _ in range(n)]
+    for item in json.loads(out or "[]"):
+        index = int(os.path.basename(item["filename"])[:-3])
+        per_file[index].append(
+            {"code": item["code"], "line": item["location"]["row"], "message": item["message"]}
+        )
+    return per_file
+
+
+# --------------------------------------------------------------------------------------- radon + bandit
+_bandit = None
+
+
+def _bandit_manager():
+    global _bandit
+    if _bandit is None:
+        from bandit.core import config, manager
+
+        logging.getLogger("bandit").setLevel(logging.ERROR)
+        _bandit = manager.BanditManager(config.BanditConfig(), "file", quiet=True)
+    return _bandit
+
+
+def _python_signals(code: str) -> dict[str, Any]:
+    """ast + radon cyclomatic complexity + bandit issues for one string (runs in any process)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return {"syntax_error": f"{type(exc).__name__}: {exc}"}
+    from radon.visitors import ComplexityVisitor
+
+    blocks = [
+        {"name": b.fullname, "line": b.lineno, "complexity": b.complexity}
+        for b in ComplexityVisitor.from_ast(tree).functions
+    ]
+    from bandit.core import node_visitor
+
+    mgr = _bandit_manager()
+    mgr.metrics.begin("snippet.py")
+    data = code.encode("utf-8", "replace")
+    visitor = node_visitor.BanditNodeVisitor("snippet.py", io.BytesIO(data), mgr.b_ma, mgr.b_ts, False, {}, mgr.metrics)
+    try:
+        visitor.process(data)
+        issues = [
+            {"test_id": i.test_id, "severity": i.severity, "confidence": i.confidence, "line": i.lineno,
+             "message": i.text}
+            for i in visitor.tester.results
+        ]
+    except Exception as exc:  # noqa: BLE001 -- bandit bugs on odd input must not lose the other signals
+        issues = [{"test_id": "BANDIT_ERROR", "severity": "LOW", "confidence": "LOW", "line": 0, "message": str(exc)}]
+    return {"radon": blocks, "bandit": issues}
+
+
+def _python_signals_chunk(codes: list[str]) -> list[dict[str, Any]]:
+    return [_python_signals(c) for c in codes]
+
+
+def _python_signals_parallel(codes: list[str], workers: int) -> list[dict[str, Any]]:
+    if workers <= 1 or len(codes) < PARALLEL_MIN_BATCH:
+        return _python_signals_chunk(codes)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = -(-len(codes) // workers)
+    chunks = [codes[i : i + size] for i in range(0, len(codes), size)]
+    # spawn, not fork: the caller may be a training process with threads and big libraries loaded
+    with ProcessPoolExecutor(len(chunks), mp_context=multiprocessing.get_context("spawn")) as ex:
+        return [r for part in ex.map(_python_signals_chunk, chunks) for r in part]
+
+
+# -------------------------------------------------------------------------------------------- scoring
+def _combine(signals: dict[str, Any], ruff_findings: list[dict], start: int) -> StaticResult:
+    if "syntax_error" in signals:
+        zero = {"syntax": 0.0, "lint": 0.0, "complexity": 0.0, "security": 0.0}
+        return StaticResult(False, zero, {"ruff": [], "radon": [], "bandit": []}, signals["syntax_error"])
+    lint_n = sum(2 if f["code"].startswith("F") else 1 for f in ruff_findings if f["line"] >= start)
+    cc = [b["complexity"] for b in signals["radon"] if b["line"] >= start] or [1]
+    weights = sum(SEVERITY_WEIGHTS.get(i["severity"], 0.1) for i in signals["bandit"] if i["line"] >= start)
+    scores = {
+        "syntax": 1.0,
+        "lint": 1.0 / (1.0 + 0.25 * lint_n),
+        "complexity": min(1.0, COMPLEXITY_TARGET / max(cc)),
+        "security": 1.0 / (1.0 + weights),
+    }
+    findings = {"ruff": ruff_findings, "radon": signals["radon"], "bandit": signals["bandit"]}
+    return StaticResult(True, scores, findings)
+
+
+def severity_counts(result: StaticResult) -> dict[str, int]:
+    """Bandit findings per severity, e.g. ``{"HIGH": 1, "LOW": 2}``."""
+    counts: dict[str, int] = defaultdict(int)
+    for issue in result.findings.get("bandit", []):
+        counts[issue["severity"]] += 1
+    return dict(counts)

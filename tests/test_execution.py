@@ -1,0 +1,125 @@
+"""Sandboxed execution: verdicts, partial credit, error location, the batch pool and its failure handling."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from reward.execution import ExecutionResult, run_tests
+from reward.pool import SandboxPool
+
+ADD = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(2) as p:
+        yield p
+
+
+def run(pool, program, tests, **limits):
+    limits.setdefault("timeout_s", 2.0)
+    return pool.run_batch([(program, tests)], **limits)[0]
+
+
+def test_passing_program(pool):
+    r = run(pool, ADD, ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"])
+    assert (r.verdict, r.tests_passed, r.tests_total, r.pass_ratio) == ("passed", 2, 2, 1.0)
+    assert r.isolation == ("full" if os.geteuid() == 0 else "partial")
+
+
+def test_partial_credit_and_first_failure_decides(pool):
+    r = run(pool, "def add(a, b):\n    return a * b\n",
+            ["assert add(2, 2) == 4", "assert add(1, 2) == 3, 'one plus two'", "assert add(0, 0) == 0"])
+    assert (r.verdict, r.tests_passed, r.tests_total) == ("failed", 2, 3)
+    assert r.error_type == "AssertionError" and r.error_message == "one plus two"
+
+
+def test_runtime_error_names_type_and_program_line(pool):
+    program = "def f(x):\n    y = 1\n    return x / 0\n"
+    r = run(pool, program, ["assert f(1) == 1"])
+    assert (r.verdict, r.error_type, r.error_line) == ("runtime_error", "ZeroDivisionError", 3)
+
+
+def test_syntax_error(pool):
+    r = run(pool, "def f(x)\n    return x\n", ["assert f(1) == 1"])
+    assert (r.verdict, r.error_type, r.error_line, r.tests_passed) == ("syntax_error", "SyntaxError", 1, 0)
+
+
+def test_program_level_exception_runs_no_tests(pool):
+    r = run(pool, "raise KeyError('boom')\n", ["assert True"])
+    assert (r.verdict, r.error_type, r.tests_passed) == ("runtime_error", "KeyError", 0)
+
+
+def test_timeout_keeps_tests_finished_before(pool):
+    program = "def f(n):\n    while n:\n        pass\n    return 0\n"
+    start = time.monotonic()
+    r = run(pool, program, ["assert f(0) == 0", "assert f(1) == 0"], timeout_s=0.5)
+    assert (r.verdict, r.tests_passed, r.tests_total) == ("timeout", 1, 2)
+    assert time.monotonic() - start < 3
+
+
+def test_memory_cap(pool):
+    r = run(pool, "data = bytearray(2 * 1024 ** 3)\n", ["assert True"], memory_mb=128)
+    assert r.verdict == "memory_exceeded"
+
+
+def test_output_is_captured_and_capped(pool):
+    program = "print('hello from the program')\nfor _ in range(1000):\n    print('x' * 1000)\n" + ADD
+    r = run(pool, program, ["assert add(1, 1) == 2"])
+    assert r.verdict == "passed"
+    assert r.output.startswith("hello from the program") and len(r.output) <= 4096
+
+
+def test_batch_keeps_order_and_reports_progress(pool):
+    requests = [(ADD, [f"assert add({i}, 1) == {i + 1 if i % 3 else 0}"]) for i in range(30)]
+    seen = []
+    results = pool.run_batch(requests, timeout_s=2.0, on_result=lambda i, r: seen.append(i))
+    assert [r.verdict for r in results] == ["failed" if i % 3 == 0 else "passed" for i in range(30)]
+    assert sorted(seen) == list(range(30))
+
+
+def test_dead_worker_is_replaced_and_batch_continues():
+    with SandboxPool(1) as pool:
+        victim = pool._workers[0].proc
+        killer = threading.Timer(0.5, victim.kill)
+        killer.start()
+        results = pool.run_batch([("while True:\n    pass\n", []), (ADD, ["assert add(1, 1) == 2"])], timeout_s=3.0)
+        killer.join()
+        assert results[0].verdict == "sandbox_error"
+        assert results[1].verdict == "passed"
+        assert pool._workers[0].proc is not victim
+
+
+def test_batch_deadline_bounds_the_whole_call():
+    loop = ("while True:\n    pass\n", [])
+    with SandboxPool(1) as pool:
+        start = time.monotonic()
+        results = pool.run_batch([loop] * 4, timeout_s=1.0, batch_timeout_s=1.5)
+        assert time.monotonic() - start < 6
+    assert [r.verdict for r in results[:2]] == ["timeout", "timeout"]
+    assert results[-1].verdict == "sandbox_error"
+
+
+def test_degraded_isolation_is_explicit():
+    with SandboxPool(1, isolate=False) as pool:
+        assert pool.isolation == "partial"
+        assert pool.notes
+        r = pool.run_batch([(ADD, ["assert add(2, 2) == 4"])], timeout_s=2.0)[0]
+    assert (r.verdict, r.isolation) == ("passed", "partial")
+
+
+def test_run_tests_convenience_and_db_fields():
+    r = run_tests(ADD, ["assert add(1, 2) == 3"], timeout_s=2.0)
+    assert r.passed
+    fields = r.db_fields()
+    assert set(fields) == {"verdict", "tests_passed", "tests_total", "duration_s", "error_type", "error_line",
+                           "output", "isolation"}
+
+
+def test_sandbox_error_result_helper():
+    r = ExecutionResult.sandbox_error("no worker", tests_total=3)
+    assert (r.verdict, r.tests_total, r.pass_ratio) == ("sandbox_error", 3, 0.0)

@@ -1,0 +1,196 @@
+"""Hostile programs: each gets its expected verdict, the host is checked afterwards, and the pool survives.
+
+Needs root (CI runs as root): that is what full isolation requires. Without it the module is skipped and
+``test_execution.py::test_degraded_isolation_is_explicit`` covers the degraded mode.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from reward.pool import CGROUP_PARENT, UID_BASE, SandboxPool
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="full isolation needs root")
+
+ADD = "def add(a, b):\n    return a + b\n"
+WRONG_ADD = "def add(a, b):\n    return a - b\n"
+ADD_TESTS = ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(2) as p:
+        assert p.isolation == "full", p.notes
+        yield p
+
+
+def run(pool, program, tests=("assert True",), timeout_s=2.0, **limits):
+    return pool.run_batch([(program, list(tests))], timeout_s=timeout_s, **limits)[0]
+
+
+def sandbox_processes() -> list[int]:
+    """Live processes owned by a sandbox uid (there must be none between runs)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+        if uid >= UID_BASE:
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def host_is_clean_afterwards(pool):
+    worker_pids = [w.proc.pid for w in pool._workers]
+    yield
+    assert sandbox_processes() == []
+    assert [w.proc.pid for w in pool._workers] == worker_pids, "a hostile program took a worker down"
+
+
+def test_fork_bomb(pool):
+    r = run(pool, "import os\nwhile True:\n    os.fork()\n")
+    assert r.verdict in ("runtime_error", "timeout")
+    assert r.verdict != "runtime_error" or r.error_type == "BlockingIOError"
+
+
+def test_memory_bomb(pool):
+    r = run(pool, "blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 1024 * 1024))\n", memory_mb=256)
+    assert r.verdict == "memory_exceeded"
+
+
+def test_infinite_loop(pool):
+    r = run(pool, "while True:\n    pass\n", timeout_s=1.0)
+    assert r.verdict == "timeout" and r.duration_s < 2.5
+
+
+def test_busy_threads(pool):
+    program = (
+        "import threading\n"
+        "def spin():\n    while True:\n        pass\n"
+        "for _ in range(4):\n    threading.Thread(target=spin, daemon=True).start()\n"
+        "spin()\n"
+    )
+    r = run(pool, program, timeout_s=1.0)
+    assert r.verdict == "timeout"
+
+
+def test_loopback_server_is_unreachable(pool):
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(3)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def accept():
+        try:
+            accepted.append(server.accept())
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    program = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'leak')\n"
+    r = run(pool, program)
+    server.close()
+    thread.join()
+    assert r.verdict == "runtime_error" and r.error_type in ("OSError", "ConnectionRefusedError")
+    assert accepted == []
+
+
+def test_writes_outside_the_sandbox_fail(pool, tmp_path):
+    tmp_path.chmod(0o777)
+    targets = [tmp_path / "pwned", Path(__file__).resolve().parent / f"pwned-{uuid.uuid4().hex}", Path("/pwned")]
+    program = "".join(
+        f"try:\n    open({str(t)!r}, 'w').write('x')\nexcept OSError:\n    pass\nelse:\n    raise SystemExit('wrote')\n"
+        for t in targets
+    ) + "open('/etc/codealign-pwned', 'w')\n"
+    r = run(pool, program)
+    assert r.verdict == "runtime_error" and r.error_type in ("OSError", "PermissionError")
+    assert not any(t.exists() for t in targets) and not Path("/etc/codealign-pwned").exists()
+
+
+def test_root_only_file_is_unreadable(pool):
+    secret = Path(__file__).resolve().parent / f".secret-{uuid.uuid4().hex}"
+    secret.write_text("TOP-SECRET-VALUE")
+    secret.chmod(0o600)
+    try:
+        r = run(pool, f"print(open({str(secret)!r}).read())\n")
+        assert r.verdict == "runtime_error" and r.error_type == "PermissionError"
+        assert "TOP-SECRET-VALUE" not in r.output
+        shadow = run(pool, "print(open('/etc/shadow').read())\n")
+        assert shadow.verdict == "runtime_error" and shadow.error_type in ("PermissionError", "FileNotFoundError")
+    finally:
+        secret.unlink()
+
+
+def test_kill_the_parent(pool):
+    program = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+    r = run(pool, program)
+    assert r.verdict == "runtime_error" and r.error_type == "PermissionError"
+    everyone = run(pool, "import os, signal\nos.kill(-1, signal.SIGKILL)\n" + ADD, ADD_TESTS)
+    # kill(-1) reaches only processes of the sandbox's own uid (and spares the caller): nothing else dies
+    assert everyone.verdict == "passed"
+
+
+def test_huge_stdout_does_not_matter(pool):
+    program = "import sys, os\nfor _ in range(200):\n    print('y' * 100_000)\nos.write(1, b'z' * 10_000_000)\n" + ADD
+    r = run(pool, program, ADD_TESTS)
+    assert r.verdict == "passed" and len(r.output) <= 4096
+
+
+@pytest.mark.parametrize(
+    "exit_code",
+    ["import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n", "raise SystemExit(0)\n"],
+    ids=["sys.exit", "os._exit", "SystemExit"],
+)
+def test_early_exit_is_not_success(pool, exit_code):
+    r = run(pool, WRONG_ADD + exit_code, ADD_TESTS)
+    assert r.verdict == "runtime_error" and r.tests_passed == 0
+
+
+def test_exit_inside_the_tested_function(pool):
+    r = run(pool, "import os\ndef add(a, b):\n    os._exit(0)\n", ADD_TESTS)
+    assert r.verdict == "runtime_error" and r.error_type == "EarlyExit" and r.tests_passed == 0
+
+
+TAMPERING = {
+    "redefine check": ("def check(candidate):\n    pass\n", ["def check(candidate):\n    assert candidate(1, 2) == 3\ncheck(add)"]),
+    "patch builtins": ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.exec = lambda *a, **k: None\n",
+                       ["assert abs(add(1, 2) - 3) < 1e-9"]),
+    "fake success output": ("print('passed')\nprint('ALL TESTS PASSED')\nprint('{\"passed\": true}')\n", ADD_TESTS),
+    "forge result records": ("import os\nfor fd in range(3, 10):\n    try:\n        os.write(fd, b'x\\x1fdone\\x1f2\\x1f\\x1e')\n"
+                             "    except OSError:\n        pass\n", ADD_TESTS),
+    "patch the worker module": ("import sys\nm = sys.modules['__main__']\nm._verdict = lambda *a: {'verdict': 'passed'}\n"
+                                "m._child = None\n", ADD_TESTS),
+    "swap harness code": ("import sys\nf = sys.modules['__main__']._parse_records\nf.__code__ = (lambda *a: 0).__code__\n",
+                          ADD_TESTS),
+    "walk the heap": ("import gc\nobjs = gc.get_objects()\n", ADD_TESTS),
+    "trace the harness": ("import sys\nsys.settrace(lambda *a: None)\n", ADD_TESTS),
+    "ctypes": ("import ctypes\nctypes.CDLL(None)\n", ADD_TESTS),
+}
+
+
+@pytest.mark.parametrize("name", list(TAMPERING))
+def test_harness_tampering_never_passes(pool, name):
+    tamper, tests = TAMPERING[name]
+    r = run(pool, WRONG_ADD + tamper, tests)
+    assert r.verdict in ("failed", "runtime_error"), r
+    assert r.tests_passed < len(tests)
+
+
+def test_pool_still_scores_a_correct_program_after_everything(pool):
+    r = run(pool, ADD, ADD_TESTS)
+    assert (r.verdict, r.tests_passed, r.isolation) == ("passed", 2, "full")
+    worker_cgroups = [w.info["cgroup"] for w in pool._workers]
+    for cgroup in worker_cgroups:  # only the worker itself is left in its cgroup
+        assert Path(cgroup, "cgroup.procs").read_text().split() == [str(Path(cgroup).name[1:])]
