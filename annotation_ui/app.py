@@ -1,7 +1,7 @@
 """The Gradio app: annotator page, reviewer arena, admin page. Build with :func:`build_app`, serve with
 :func:`launch_app` (``codealign annotate``).
 
-Security model (every item is tested in ``tests/test_annotate_security.py``):
+Security model (every item is tested in ``tests/test_annotate_app.py``):
 
 * login is required for the page and every API event (``launch(auth=...)`` against argon2 hashes); each
   event re-resolves the user from the server-side session (``gr.Request.username``) and re-checks that the
@@ -132,9 +132,15 @@ def launch_app(
     demo = build_app(cfg, db_url)
     demo.queue(default_concurrency_limit=8)
 
-    def check_login(name: str, password: str) -> bool:
+    def verify(name: str, password: str) -> bool:
         with session_scope(db_url) as session:
             return authenticate(session, name, password) is not None
+
+    async def check_login(name: str, password: str) -> bool:
+        import anyio
+
+        # argon2 costs ~0.1 s of CPU on purpose; off the event loop so logins do not stall other users
+        return await anyio.to_thread.run_sync(verify, name, password)
 
     blocked = []
     parsed = make_url(db_url)
