@@ -131,3 +131,46 @@ def seed_sample_data(
                 n_completions += 1
     session.flush()
     return SampleData(task_ids=task_ids, policy_names=list(policies), completions=n_completions)
+
+
+def prepare_demo_db(
+    url: str,
+    *,
+    accounts: dict[str, str],
+    password: str,
+    tasks: int = 8,
+    per_policy: int = 2,
+    k: int = 3,
+    required_annotations: int = 2,
+) -> int:
+    """Migrate ``url``, add sample data, the ``accounts`` (name -> role) and ranking items; return items.
+
+    One set-up for the app tests, the browser test, the load benchmark and the docs screenshots.
+    """
+    from annotation_ui.items import build_items
+    from annotation_ui.users import add_user
+    from db.migrate import upgrade
+    from db.session import session_scope
+
+    upgrade(url)
+    with session_scope(url) as session:
+        seed_sample_data(session, tasks=tasks, per_policy=per_policy)
+        for name, role in accounts.items():
+            add_user(session, name, password, role, created_by=ACTOR)
+        return build_items(
+            session,
+            k=k,
+            policy="execution_ties_first",
+            required_annotations=required_annotations,
+            seed=0,
+            created_by=ACTOR,
+        )
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1 (tests and benchmarks launch the app on it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

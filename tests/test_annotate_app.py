@@ -4,7 +4,6 @@ One app per module (launch costs seconds): a temp SQLite DB with sample tasks, f
 """
 
 import re
-import socket
 
 import httpx
 import pytest
@@ -13,10 +12,8 @@ from gradio_client.exceptions import AppError, AuthenticationError
 
 from annotation_ui.app import launch_app
 from annotation_ui.config import MAX_K, AnnotateConfig
-from annotation_ui.items import build_items
-from annotation_ui.sample_data import seed_sample_data
-from annotation_ui.users import add_user, set_active
-from db.migrate import upgrade
+from annotation_ui.sample_data import free_port, prepare_demo_db
+from annotation_ui.users import set_active
 from db.models import Ranking
 from db.session import dispose_engines, session_scope
 
@@ -28,21 +25,10 @@ CARDS = slice(3, 3 + MAX_K)
 RADIOS = slice(3 + MAX_K, 3 + 2 * MAX_K)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('annotate') / 'app.db'}"
-    upgrade(url)
-    with session_scope(url) as s:
-        seed_sample_data(s, tasks=8, per_policy=2, policies=("sft", "dpo"))
-        for name, role in ACCOUNTS.items():
-            add_user(s, name, PASSWORD, role, created_by="test")
-        build_items(s, k=3, policy="execution_ties_first", required_annotations=2, seed=0)
+    prepare_demo_db(url, accounts=ACCOUNTS, password=PASSWORD)
     launched = launch_app(
         AnnotateConfig(k=3, bootstrap_rounds=20), url, host="127.0.0.1", port=free_port(), block=False
     )
