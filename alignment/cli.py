@@ -25,6 +25,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("compare", "annotation_ui.commands.compare", "arena leaderboard: Bradley-Terry with bootstrap CIs"),
     ("model", "alignment.model_init", "build the embedded default model (offline tokenizer + random-init Llama)"),
     ("sample", "alignment.sample", "store K completions per task from a policy in the database"),
+    ("report", "alignment.report", "write the HTML report: pass@k per policy, training curves, rewards"),
+    ("quickstart", "alignment.quickstart", "the whole pipeline on the embedded tiny model, CPU only"),
     ("train", "alignment.train_cli", "train a stage (sft, reward, dpo, grpo, ppo) from a YAML config"),
 ]
 

@@ -75,6 +75,7 @@ def _sample_texts(
     batch_size: int,
     db_url: str | None,
     created_by: str | None,
+    progress: bool,
 ) -> dict[str, list[str]]:
     """task_id -> n completions, via the DB when the tasks live there (stored, resumable)."""
     if _tasks_in_db(dataset, split, db_url):
@@ -85,7 +86,16 @@ def _sample_texts(
         from db.session import session_scope
 
         result = sample_to_db(
-            policy, dataset, split, n, params, batch_size=batch_size, created_by=created_by, db_url=db_url
+            policy,
+            dataset,
+            split,
+            n,
+            params,
+            batch_size=batch_size,
+            created_by=created_by,
+            db_url=db_url,
+            progress=progress,
+            task_ids=sorted(tasks),
         )
         with session_scope(db_url) as session:
             ids = [cid for task_ids in result.completion_ids.values() for cid in task_ids]
@@ -125,8 +135,13 @@ def evaluate_policy(
     output_dir: str | Path = DEFAULT_EVAL_DIR,
     db_url: str | None = None,
     created_by: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
 ) -> EvalOutcome:
-    """Sample, execute, compute pass@k, store an ``EvalResult``; see the module docstring."""
+    """Sample, execute, compute pass@k, store an ``EvalResult``; see the module docstring.
+
+    ``limit`` keeps the first N tasks of the split (sorted by task id), for smoke runs; pass@k is over those.
+    """
     from alignment.provenance import cli_actor
     from alignment.sample import resolve_policy
     from db.models import EvalResult
@@ -143,7 +158,11 @@ def evaluate_policy(
         row = resolve_policy(session, policy, created_by)
         policy_id, policy_name, checkpoint = row.id, row.name, row.checkpoint_path
     tasks = load_eval_tasks(dataset, split)
-    texts = _sample_texts(checkpoint, dataset, split, tasks, n, params, batch_size, db_url, created_by)
+    if limit:
+        tasks = {task_id: tasks[task_id] for task_id in sorted(tasks)[:limit]}
+    texts = _sample_texts(
+        checkpoint, dataset, split, tasks, n, params, batch_size, db_url, created_by, progress
+    )
 
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{policy_name}__{Path(dataset).stem}__{split}")
     samples_path = Path(output_dir) / f"{safe}.jsonl"

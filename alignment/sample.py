@@ -127,8 +127,12 @@ def sample_to_db(
     created_by: str | None = None,
     db_url: str | None = None,
     progress: bool = True,
+    task_ids: list[str] | None = None,
 ) -> SampleResult:
-    """Ensure ``k`` completions per task of ``source``/``split`` (first ``limit`` by id) exist; see module doc."""
+    """Ensure ``k`` completions per task of ``source``/``split`` exist; see the module docstring.
+
+    Tasks: those named in ``task_ids`` if given, else all of the split; then the first ``limit`` by row id.
+    """
     from sqlalchemy import select
     from tqdm.auto import tqdm
 
@@ -145,6 +149,8 @@ def sample_to_db(
         row = resolve_policy(session, policy, created_by)
         policy_id, policy_name, checkpoint = row.id, row.name, row.checkpoint_path
         query = select(Task.id, Task.task_id, Task.prompt).where(Task.source == source, Task.split == split)
+        if task_ids is not None:
+            query = query.where(Task.task_id.in_(task_ids))
         tasks = session.execute(query.order_by(Task.id).limit(limit)).all()
     if not tasks:
         raise UserError(

@@ -20,6 +20,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CONFIG_CLASSES: dict[str, str] = {
     "accelerate/*.yaml": "accelerate",
     "model/*.yaml": "alignment.model_init:ModelPreset",
+    "quickstart.yaml": "alignment.quickstart:QuickstartConfig",
     "sft.yaml": "alignment.sft:SFTRecipeConfig",
     "reward_model.yaml": "alignment.reward_model:RewardModelRecipeConfig",
     "dpo.yaml": "alignment.dpo:DPORecipeConfig",
