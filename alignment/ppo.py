@@ -9,7 +9,6 @@ Examples::
     codealign train ppo --config configs/ppo.yaml
     codealign train ppo --config configs/ppo.yaml model_name_or_path=runs/sft max_steps=50
     codealign train ppo --config configs/ppo.yaml --accelerate configs/accelerate/zero3.yaml --num-processes 8
-    accelerate launch --config_file configs/accelerate/zero3.yaml -m alignment.ppo --config configs/ppo.yaml
 
 One training step = one rollout of ``rollout_batch_size`` responses per process (``per_device_train_batch_size x
 gradient_accumulation_steps x num_mini_batches``), then ``num_ppo_epochs`` passes over it in ``num_mini_batches``
@@ -24,18 +23,18 @@ the task's ``tests``, ``entry_point`` and ``task_id`` as columns; several are co
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from alignment.config import ConfigError, load_config, to_dict
+from alignment.config import ConfigError, to_dict
 from alignment.errors import UserError
+from alignment.recipe import LoraSettings, TaskSelection
+from alignment.runs import TrainOutcome
 
 RewardFunc = Callable[..., list]
 
@@ -44,24 +43,24 @@ RewardFunc = Callable[..., list]
 class PPORecipeConfig:
     # --- model
     model_name_or_path: str = ""  # the policy to start from (usually the SFT checkpoint); required
+    output_dir: str = ""  # required; the final policy is a plain HF directory here, the critic in critic/
+    policy_name: str | None = None  # DB name of the resulting policy (default: output_dir's last component)
     critic_backbone: Literal["shared", "separate"] = "separate"  # value head on the policy's trunk, or its own
     critic_model_name_or_path: str | None = None  # separate critic's starting weights (default: the policy's)
     value_head_init_std: float = 0.0
-    output_dir: str = "runs/ppo"
-    # --- data: prompts come from the tasks table (codealign tasks import ...)
-    dataset: str = "basic"
-    split: str = "pool"
-    max_prompts: int | None = None  # use only the first N tasks of the split
-    # --- reward: names from reward.rewards or "package.module:function"
+    # --- data: RL prompts (with tests, no reference) from the pool split
+    tasks: TaskSelection = field(default_factory=lambda: TaskSelection(splits=["pool"]))
+    # --- reward: as GRPO's (alignment.grpo.resolve_reward): execution, static, reward_model, pkg.module:fn
     reward_funcs: list[str] = field(default_factory=lambda: ["execution"])
     reward_weights: list[float] | None = None  # default: 1.0 each
-    missing_eos_penalty: float | None = 1.0  # subtracted from the normalised score of answers cut off before EOS
+    reward_model_path: str | None = None  # needed by the reward_model reward
+    missing_eos_penalty: float | None = 1.0  # subtracted from the normalised score of answers cut off unfinished
     normalize_scores: bool = True  # running mean/std over all scores seen so far
     whiten_rewards: bool = False
     # --- sampling
     max_completion_length: int = 128
     temperature: float = 1.0
-    num_generations: int = 1  # responses per prompt in a rollout
+    num_generations: int = 1  # responses per prompt in a rollout (consecutive rows of the rollout)
     # --- batch shape (per process): rollout = per_device_train_batch_size * gradient_accumulation_steps * minibatches
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
@@ -86,16 +85,14 @@ class PPORecipeConfig:
     adaptive_kl_target: float | None = None  # per-sequence KL to track; None = fixed kl_coef
     adaptive_kl_horizon: int = 10000
     early_stop_kl: float | None = None  # stop this rollout's epochs when approx KL(old || new) exceeds it
-    # --- LoRA (peft)
-    use_peft: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] | None = None  # default: all linear layers
+    # --- LoRA (peft): the reference is the policy with its adapters off, so no second model is loaded
+    lora: LoraSettings = field(default_factory=LoraSettings)
     # --- bookkeeping
     seed: int = 0
     logging_steps: int = 1
-    report_to: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, mlflow, wandb...
+    report_to: list[str] = field(default_factory=lambda: ["none"])  # accelerate trackers: tensorboard, mlflow
+
+    resume = False  # read by alignment.runs; PPO writes no checkpoint-N to resume from (a rerun starts over)
 
     def __post_init__(self) -> None:
         if self.num_generations < 1 or self.rollout_batch_size % self.num_generations:
@@ -123,13 +120,6 @@ class PPORecipeConfig:
 
 
 @dataclass
-class PPOOutcome:
-    output_dir: str
-    global_step: int
-    metrics: dict[str, float]  # the last logged step
-
-
-@dataclass
 class Rollout:
     """One process's rollout; every tensor has ``B`` rows. ``Q`` prompt tokens (left-padded), ``R`` response."""
 
@@ -144,58 +134,34 @@ class Rollout:
 
 
 # ------------------------------------------------------------------------------------------------ load
-def load_tasks(cfg: PPORecipeConfig) -> list[dict[str, Any]]:
-    """RL prompts with their tests, from the tasks table of the database in ``$CODEALIGN_DB_URL``."""
-    from sqlalchemy import select
+def load_reward_funcs(cfg: PPORecipeConfig) -> list[RewardFunc]:
+    """GRPO's reward resolution; a factory (a callable without a ``completions`` parameter) is called once."""
+    import inspect
 
-    from db.models import Task
-    from db.session import db_url, session_scope
+    from alignment.grpo import resolve_reward
 
-    with session_scope() as session:
-        rows = session.scalars(
-            select(Task).where(Task.source == cfg.dataset, Task.split == cfg.split).order_by(Task.id)
-        ).all()
-        tasks = [
-            {"prompt": r.prompt, "tests": r.tests, "entry_point": r.entry_point, "task_id": r.task_id}
-            for r in rows
-        ]
-    if not tasks:
-        raise UserError(
-            f"no tasks with dataset '{cfg.dataset}' and split '{cfg.split}' in {db_url()}: "
-            f"import them first (codealign tasks import {cfg.dataset})"
-        )
-    return tasks[: cfg.max_prompts] if cfg.max_prompts else tasks
-
-
-def resolve_reward_funcs(names: list[str]) -> list[RewardFunc]:
-    """``"execution"`` -> ``reward.rewards.execution``; ``"pkg.mod:fn"`` -> that function."""
     funcs = []
-    for name in names:
-        module_name, _, attr = name.rpartition(":") if ":" in name else ("reward.rewards", "", name)
-        try:
-            func = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UserError(f"reward_funcs: cannot load '{name}' ({exc})") from None
-        if not callable(func):
-            raise UserError(f"reward_funcs: '{name}' is not callable")
+    for name in cfg.reward_funcs:
+        func = resolve_reward(name, cfg)
+        if "completions" not in inspect.signature(func).parameters:
+            func = func()
         funcs.append(func)
     return funcs
 
 
 def combined_scores(
     funcs: list[RewardFunc], weights: list[float], prompts: list[str], completions: list[str], **columns: Any
-) -> tuple[list[float], dict[str, float]]:
-    """Weighted sum of the reward functions per completion (a ``None`` reward counts 0), and each one's mean."""
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Weighted sum of the reward functions per completion (``None`` counts 0), and each function's values."""
     total = [0.0] * len(completions)
-    means = {}
+    per_func = {}
     for func, weight in zip(funcs, weights):
         values = func(prompts=prompts, completions=completions, **columns)
         if len(values) != len(completions):
             raise UserError(f"reward {func.__name__} returned {len(values)} values for {len(completions)} completions")
-        present = [float(v) for v in values if v is not None]
-        means[f"rewards/{func.__name__}"] = sum(present) / len(present) if present else float("nan")
+        per_func[f"rewards/{func.__name__}"] = [float("nan") if v is None else float(v) for v in values]
         total = [t + weight * (float(v) if v is not None else 0.0) for t, v in zip(total, values)]
-    return total, means
+    return total, per_func
 
 
 # ----------------------------------------------------------------------------------------------- build
@@ -205,6 +171,7 @@ def build_actor_critic(cfg: PPORecipeConfig, accelerator):
     from transformers.utils import logging as transformers_logging
     from trl.trainer.utils import disable_dropout_in_model
 
+    from alignment.recipe import peft_config
     from alignment.value_model import ActorCritic
 
     def load_policy():
@@ -217,15 +184,13 @@ def build_actor_critic(cfg: PPORecipeConfig, accelerator):
         transformers_logging.set_verbosity_error()  # the unused lm_head of a causal-LM checkpoint is expected
         critic = AutoModel.from_pretrained(cfg.critic_model_name_or_path or cfg.model_name_or_path)
         transformers_logging.set_verbosity(verbosity)
-    reference = None if cfg.use_peft else load_policy().eval().requires_grad_(False)
-    if cfg.use_peft:
-        from peft import LoraConfig, get_peft_model
+    reference = None if cfg.lora.enabled else load_policy().eval().requires_grad_(False)
+    if cfg.lora.enabled:
+        from peft import get_peft_model
 
-        lora = {"r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
-                "target_modules": cfg.lora_target_modules or "all-linear"}
-        policy = get_peft_model(policy, LoraConfig(task_type="CAUSAL_LM", **lora))
+        policy = get_peft_model(policy, peft_config(cfg))
         if critic is not None:
-            critic = get_peft_model(critic, LoraConfig(task_type="FEATURE_EXTRACTION", **lora))
+            critic = get_peft_model(critic, peft_config(cfg, task_type="FEATURE_EXTRACTION"))
     model = ActorCritic(policy, critic, init_std=cfg.value_head_init_std)
     # Dropout would make the log-probs of the update differ from those of the rollout for the same weights.
     for module in (model, reference):
@@ -258,8 +223,9 @@ def make_accelerator(cfg: PPORecipeConfig):
             and not torch.cuda.is_available()):
         # DeepSpeed on CPU (CI): accelerate leaves the backend unset and then counts a single process.
         PartialState(backend="gloo")
+    trackers = [t for t in cfg.report_to if t != "none"]
     return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                       log_with=cfg.report_to or None, project_dir=cfg.output_dir)
+                       log_with=trackers or None, project_dir=cfg.output_dir)
 
 
 def configure_deepspeed(cfg: PPORecipeConfig, accelerator) -> None:
@@ -302,40 +268,55 @@ def reference_logprobs(reference, queries, query_mask, responses, response_mask,
     return token_logprobs(logits[:, queries.shape[1] - 1:-1], responses, temperature)
 
 
-def generate(model, accelerator, tokenizer, prompts: list[str], cfg: PPORecipeConfig):
-    """Sample one response per prompt: ``queries, query_mask (B, Q)``, ``responses (B, R)`` (R = max length)."""
+def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg: PPORecipeConfig, seed: int):
+    """One sampled answer per prompt, cut like evaluation cuts it (EOS or end of the function body).
+
+    Returns ``queries, query_mask (B, Q)`` (left-padded), ``responses, mask (B, R)`` (right-padded; R = the
+    longest answer), ``finished (B,)`` (False when ``max_completion_length`` ran out) and the answer texts.
+    """
     import torch
     from trl.models.utils import unwrap_model_for_generation
 
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(accelerator.device)
-    with unwrap_model_for_generation(model, accelerator) as unwrapped, torch.no_grad():
-        out = unwrapped.policy.generate(
-            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=True,
-            temperature=cfg.temperature, top_k=0, top_p=1.0, max_new_tokens=cfg.max_completion_length,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        )
-    responses = out[:, enc["input_ids"].shape[1]:]
-    missing = cfg.max_completion_length - responses.shape[1]  # generate stops early when all rows ended
-    if missing:
-        responses = torch.nn.functional.pad(responses, (0, missing), value=tokenizer.pad_token_id)
-    return enc["input_ids"], enc["attention_mask"], responses
+    from alignment.generation import generate_rollouts
+
+    with unwrap_model_for_generation(model, accelerator) as unwrapped:
+        policy = unwrapped.policy
+        top_k = policy.generation_config.top_k
+        policy.generation_config.top_k = 0  # the full distribution the log-probs describe (transformers' default: 50)
+        try:
+            rollouts = [r[0] for r in generate_rollouts(
+                (policy, tokenizer), prompts, n=1, temperature=cfg.temperature,
+                max_new_tokens=cfg.max_completion_length, seed=seed, batch_size=cfg.forward_batch_size)]
+        finally:
+            policy.generation_config.top_k = top_k
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    # An answer that dedents at once keeps no token; its EOS stands for "ended here" so it still gets a reward.
+    token_ids = [r.token_ids or [tokenizer.eos_token_id] for r in rollouts]
+    responses = torch.full((len(prompts), max(map(len, token_ids))), tokenizer.pad_token_id)
+    mask = torch.zeros(responses.shape)
+    for row, ids in enumerate(token_ids):
+        responses[row, :len(ids)] = torch.tensor(ids)
+        mask[row, :len(ids)] = 1.0
+    finished = torch.tensor([r.finished for r in rollouts])
+    device = accelerator.device
+    return (enc["input_ids"].to(device), enc["attention_mask"].to(device), responses.to(device), mask.to(device),
+            finished.to(device), [r.text for r in rollouts])
 
 
-def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_funcs, weights, cfg, state):
+def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_funcs, weights, cfg, state, seed):
     """Sample, score, and turn scores into advantages. ``state`` carries the KL controller and score moments."""
     import torch
 
     from alignment import ppo_core as core
 
-    prompts = [t["prompt"] for t in tasks]
-    queries, query_mask, responses = generate(model, accelerator, tokenizer, prompts, cfg)
-    mask, ended = core.response_mask_after_eos(responses, tokenizer.eos_token_id)
-    responses = torch.where(mask.bool(), responses, tokenizer.pad_token_id)
-    completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
-    columns = {k: [t[k] for t in tasks] for k in ("tests", "entry_point", "task_id")}
-    raw, reward_means = combined_scores(reward_funcs, weights, prompts, completions,
-                                        completion_ids=[r[m.bool()].tolist() for r, m in zip(responses, mask)],
-                                        **columns)
+    prompts = [t.prompt for t in tasks]
+    queries, query_mask, responses, mask, ended, completions = sample_responses(
+        model, accelerator, tokenizer, prompts, cfg, seed)
+    columns = {"tests": [list(t.tests) for t in tasks], "entry_point": [t.entry_point for t in tasks],
+               "task_id": [t.task_id for t in tasks]}
+    raw, per_func = combined_scores(reward_funcs, weights, prompts, completions,
+                                    completion_ids=[r[m.bool()].tolist() for r, m in zip(responses, mask)],
+                                    **columns)
     raw = torch.tensor(raw, device=accelerator.device)
     all_raw = accelerator.gather(raw)
     scores = raw
@@ -373,11 +354,12 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
         "objective/kl": sequence_kl,
         "objective/entropy": accelerator.gather(core.masked_mean(torch.cat(entropies), mask)[None]).mean().item(),
         "objective/rlhf_reward": accelerator.gather(scores - state["kl"].value * (kl * mask).sum(1)).mean().item(),
-        "eos_rate": accelerator.gather(ended.float()).mean().item(),
+        "finished_rate": accelerator.gather(ended.float()).mean().item(),
         "response_length": accelerator.gather(mask.sum(1)).mean().item(),
         "value/explained_variance": core.explained_variance(values, returns, mask),
         "kl_coef": state["kl"].value,
-        **reward_means,
+        **{name: accelerator.gather(torch.tensor(per_sample, device=accelerator.device)).nanmean().item()
+           for name, per_sample in per_func.items()},
     }
     state["kl"].update(sequence_kl, n_steps=all_raw.numel())
     rollout = Rollout(queries, query_mask, responses, mask, logprobs, values, advantages, returns)
@@ -458,122 +440,98 @@ def ppo_update(accelerator, model, optimizer, scheduler, rollout: Rollout, cfg: 
 
 
 # ------------------------------------------------------------------------------------------------ train
-def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) -> PPOOutcome:
+def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) -> TrainOutcome:
     """Run PPO from ``cfg``; ``reward_funcs`` (callables) replaces ``cfg.reward_funcs`` for in-process callers."""
     import torch
     from accelerate.utils import set_seed
-    from transformers import AutoTokenizer
 
     from alignment.ppo_core import AdaptiveKLController, RunningMoments
+    from alignment.recipe import check_common, load_tasks, load_tokenizer
+    from alignment.runs import registered_run
     from alignment.value_model import save_actor_critic
 
     # 1. parse
-    if not cfg.model_name_or_path:
-        raise UserError("model_name_or_path is required (the policy to start from, e.g. the SFT output)")
-    if not Path(cfg.model_name_or_path).exists():
-        raise UserError(f"model_name_or_path: no such directory: {cfg.model_name_or_path}")
+    check_common(cfg)
     accelerator = make_accelerator(cfg)
     set_seed(cfg.seed, device_specific=True)  # different samples on every process, reproducible per process
     output_dir = Path(cfg.output_dir)
 
     # 2. load
-    tasks = load_tasks(cfg)
-    funcs = reward_funcs if reward_funcs is not None else resolve_reward_funcs(cfg.reward_funcs)
+    tasks = load_tasks(cfg.tasks)
+    funcs = reward_funcs if reward_funcs is not None else load_reward_funcs(cfg)
     weights = cfg.reward_weights or [1.0] * len(funcs)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(cfg.model_name_or_path)
     if tokenizer.eos_token_id is None:
         raise UserError(f"{cfg.model_name_or_path}: the tokenizer has no EOS token; PPO needs one to end answers")
 
-    # 3. build
-    configure_deepspeed(cfg, accelerator)
-    model, reference = build_actor_critic(cfg, accelerator)
-    total_updates = cfg.max_steps * cfg.num_ppo_epochs * cfg.num_mini_batches
-    optimizer, scheduler = build_optimizer(cfg, model, total_updates)
-    # The scheduler stays outside prepare(): accelerate would step it once per process.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if reference is not None:
-        if accelerator.state.deepspeed_plugin is not None:
+    with registered_run("ppo", cfg) as run:
+        # 3. build
+        configure_deepspeed(cfg, accelerator)
+        model, reference = build_actor_critic(cfg, accelerator)
+        optimizer, scheduler = build_optimizer(cfg, model, cfg.max_steps * cfg.num_ppo_epochs * cfg.num_mini_batches)
+        # The scheduler stays outside prepare(): accelerate would step it once per process.
+        model, optimizer = accelerator.prepare(model, optimizer)
+        if reference is not None and accelerator.state.deepspeed_plugin is not None:
             from trl.models.utils import prepare_deepspeed
 
             reference = prepare_deepspeed(reference, accelerator)
-        else:
+        elif reference is not None:
             reference = reference.to(accelerator.device)
-    if cfg.report_to:
-        accelerator.init_trackers("ppo", config={k: str(v) for k, v in to_dict(cfg).items()})
+        if accelerator.log_with:
+            accelerator.init_trackers("ppo", config={k: str(v) for k, v in to_dict(cfg).items()})
 
-    # 4. train
-    prompts_per_rollout = cfg.rollout_batch_size // cfg.num_generations
-    global_prompts = prompts_per_rollout * accelerator.num_processes
-    order_rng = torch.Generator().manual_seed(cfg.seed)  # same on every process: they split one global batch
-    shuffle_rng = torch.Generator().manual_seed(cfg.seed + 1)
-    state = {"kl": AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon),
-             "moments": RunningMoments()}
-    queue: list[int] = []
-    log_history: list[dict[str, Any]] = []
-    started = time.time()
-    stats: dict[str, float] = {}
-    for step in range(1, cfg.max_steps + 1):
-        while len(queue) < global_prompts:
-            queue += torch.randperm(len(tasks), generator=order_rng).tolist()
-        chosen, queue = queue[:global_prompts], queue[global_prompts:]
-        mine = chosen[accelerator.process_index * prompts_per_rollout:][:prompts_per_rollout]
-        batch_tasks = [tasks[i] for i in mine for _ in range(cfg.num_generations)]
+        # 4. train
+        prompts_per_rollout = cfg.rollout_batch_size // cfg.num_generations
+        global_prompts = prompts_per_rollout * accelerator.num_processes
+        order_rng = torch.Generator().manual_seed(cfg.seed)  # same on every process: they split one global batch
+        shuffle_rng = torch.Generator().manual_seed(cfg.seed + 1)
+        state = {"kl": AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon),
+                 "moments": RunningMoments()}
+        queue: list[int] = []
+        log_history: list[dict[str, Any]] = []
+        started = time.time()
+        for step in range(1, cfg.max_steps + 1):
+            while len(queue) < global_prompts:
+                queue += torch.randperm(len(tasks), generator=order_rng).tolist()
+            chosen, queue = queue[:global_prompts], queue[global_prompts:]
+            mine = chosen[accelerator.process_index * prompts_per_rollout:][:prompts_per_rollout]
+            batch_tasks = [tasks[i] for i in mine for _ in range(cfg.num_generations)]
 
-        t0 = time.time()
-        model.eval()
-        rollout, stats, _ = collect_rollout(model, reference, accelerator, tokenizer, batch_tasks, funcs,
-                                            weights, cfg, state)
-        t1 = time.time()
-        stats |= ppo_update(accelerator, model, optimizer, scheduler, rollout, cfg, shuffle_rng)
-        stats |= {"time/rollout_s": t1 - t0, "time/update_s": time.time() - t1,
-                  "episodes": step * global_prompts * cfg.num_generations}
-        if step % cfg.logging_steps == 0 or step == cfg.max_steps:
-            log_history.append({"step": step, **{k: round(v, 6) for k, v in stats.items()}})
-            accelerator.log(stats, step=step)
-            if accelerator.is_main_process:
-                _write_trainer_state(output_dir, log_history, step, time.time() - started)
-                print(f"ppo step {step}/{cfg.max_steps} score {stats['objective/scores']:.3f} "
-                      f"kl {stats['objective/kl']:.3f} eos {stats['eos_rate']:.2f} "
-                      f"vf_loss {stats['loss/value']:.4f} clipfrac {stats['policy/clipfrac']:.3f}", flush=True)
-        if not all(math.isfinite(v) for k, v in stats.items() if k.startswith(("loss/", "objective/kl"))):
-            raise UserError(f"PPO diverged at step {step} (non-finite loss or KL): lower learning_rate")
+            t0 = time.time()
+            model.eval()
+            sample_seed = cfg.seed + 1_000_003 * step + 7919 * accelerator.process_index
+            rollout, stats, _ = collect_rollout(model, reference, accelerator, tokenizer, batch_tasks, funcs,
+                                                weights, cfg, state, sample_seed)
+            t1 = time.time()
+            stats |= ppo_update(accelerator, model, optimizer, scheduler, rollout, cfg, shuffle_rng)
+            stats |= {"time/rollout_s": t1 - t0, "time/update_s": time.time() - t1,
+                      "episodes": step * global_prompts * cfg.num_generations}
+            if step % cfg.logging_steps == 0 or step == cfg.max_steps:
+                log_history.append({"step": step, **{k: round(v, 6) for k, v in stats.items()}})
+                accelerator.log(stats, step=step)
+                if accelerator.is_main_process:
+                    _write_trainer_state(output_dir, log_history, step, time.time() - started)
+                    print(f"ppo step {step}/{cfg.max_steps} score {stats['objective/scores']:.3f} "
+                          f"kl {stats['objective/kl']:.3f} finished {stats['finished_rate']:.2f} "
+                          f"vf_loss {stats['loss/value']:.4f} clipfrac {stats['policy/clipfrac']:.3f}", flush=True)
+            if not all(math.isfinite(v) for k, v in stats.items() if k.startswith(("loss/", "objective/kl"))):
+                raise UserError(f"PPO diverged at step {step} (non-finite loss or KL): lower learning_rate")
 
-    # 5. save
-    accelerator.wait_for_everyone()
-    full_state = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards on the main process
-    if accelerator.is_main_process:
-        save_actor_critic(accelerator.unwrap_model(model), full_state, output_dir)
-        tokenizer.save_pretrained(output_dir)
-        (output_dir / "ppo_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return PPOOutcome(output_dir=str(output_dir), global_step=cfg.max_steps, metrics=stats)
+        # 5. save
+        accelerator.wait_for_everyone()
+        full_state = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards on the main process
+        if accelerator.is_main_process:
+            save_actor_critic(accelerator.unwrap_model(model), full_state, output_dir, cfg.model_name_or_path)
+            tokenizer.save_pretrained(output_dir)
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        metrics = {**stats, "global_step": cfg.max_steps, "train_runtime": round(time.time() - started, 2),
+                   "num_prompts": len(tasks), "reward_funcs": cfg.reward_funcs, "log_history": log_history}
+        return run.complete(metrics, policy_stage="ppo")
 
 
 def _write_trainer_state(output_dir: Path, log_history: list[dict], step: int, elapsed: float) -> None:
-    """``trainer_state.json`` in the shape transformers writes it, so the report reads every stage the same way."""
+    """``trainer_state.json`` as transformers writes it, readable while the run goes on."""
     output_dir.mkdir(parents=True, exist_ok=True)
     state = {"global_step": step, "log_history": log_history, "train_runtime": round(elapsed, 2)}
     (output_dir / "trainer_state.json").write_text(json.dumps(state, indent=1) + "\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m alignment.ppo --config FILE [key=value ...]`` (also the ``accelerate launch -m`` target)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="alignment.ppo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=None, help="YAML file of PPORecipeConfig fields")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides (win over the YAML)")
-    args = parser.parse_args(argv)
-    try:
-        train(load_config(PPORecipeConfig, args.config, args.overrides))
-    except UserError as exc:
-        print(f"codealign: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

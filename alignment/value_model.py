@@ -9,9 +9,10 @@
 Under DeepSpeed ZeRO-3 both backbones are partitioned by the one engine; generation gathers them
 (``trl.models.utils.unwrap_model_for_generation``) and calls ``module.policy.generate``.
 
-Saved layout (``save_actor_critic``): the policy as a standard Hugging Face directory (or a PEFT adapter) at
-``output_dir``, the critic under ``output_dir/critic/`` (``value_head.safetensors`` + the backbone directory
-when separate). Not guaranteed: reloading the critic into a new run (PPO resumes are not supported yet).
+Saved layout (``save_actor_critic``): the policy as a standard Hugging Face directory at ``output_dir`` (with
+LoRA: merged there, adapter in ``output_dir/adapter``), the critic under ``output_dir/critic/``
+(``value_head.safetensors`` + the backbone directory when separate). Not guaranteed: reloading the critic into
+a new run (PPO does not resume yet).
 """
 
 from __future__ import annotations
@@ -84,10 +85,14 @@ def join_query_response(
     return input_ids, attention_mask, position_ids
 
 
-def save_actor_critic(model: ActorCritic, state_dict: dict[str, torch.Tensor], output_dir: str | Path) -> None:
-    """Write the policy (HF directory or PEFT adapter) and the critic; ``state_dict`` is the full gathered one.
+def save_actor_critic(
+    model: ActorCritic, state_dict: dict[str, torch.Tensor], output_dir: str | Path, base_model_path: str
+) -> None:
+    """Write the policy and the critic; ``state_dict`` is the full gathered one (main process only).
 
-    Call on the main process only, with the state dict from ``accelerator.get_state_dict`` (ZeRO-3 gathers it).
+    Call with the state dict from ``accelerator.get_state_dict`` (ZeRO-3 gathers it). With LoRA the adapter
+    goes to ``output_dir/adapter`` and the merged model to ``output_dir`` (as the other stages save), so the
+    next stage and evaluation load ``output_dir`` like any checkpoint.
     """
     from safetensors.torch import save_file
 
@@ -96,7 +101,15 @@ def save_actor_critic(model: ActorCritic, state_dict: dict[str, torch.Tensor], o
     for key, tensor in state_dict.items():
         prefix = next(p for p in part if key.startswith(p))
         part[prefix][key[len(prefix) :]] = tensor.detach().cpu().contiguous()
-    model.policy.save_pretrained(output_dir, state_dict=part["policy."])
+    if hasattr(model.policy, "peft_config"):
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        model.policy.save_pretrained(output_dir / "adapter", state_dict=part["policy."])
+        base = AutoModelForCausalLM.from_pretrained(base_model_path)
+        PeftModel.from_pretrained(base, output_dir / "adapter").merge_and_unload().save_pretrained(output_dir)
+    else:
+        model.policy.save_pretrained(output_dir, state_dict=part["policy."])
     critic_dir = output_dir / "critic"
     critic_dir.mkdir(parents=True, exist_ok=True)
     save_file(part["value_head."], str(critic_dir / "value_head.safetensors"))
