@@ -42,8 +42,8 @@ import time
 
 # Imported before forking so that children find them in sys.modules (fast, and readable after the uid drop).
 # Each module makes every fork slower (more pages to map), so only the ones generated code uses most.
-PRELOADED = ("bisect", "collections", "copy", "dataclasses", "datetime", "enum", "fractions", "functools",
-             "heapq", "itertools", "math", "operator", "random", "re", "statistics", "string", "textwrap", "typing")
+PRELOADED = ("bisect", "collections", "copy", "functools", "hashlib", "heapq", "itertools", "math", "operator",
+             "random", "re", "string", "typing")
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
@@ -55,6 +55,7 @@ RESULT_FD = 3
 FIELD, RECORD = "\x1f", "\x1e"
 MAX_RECORD_BYTES = 1 << 20
 OUTPUT_LIMIT = 4096
+MAX_PARENT_COMPILE = 1 << 20  # programs up to 1 MiB are compiled by the worker (bounded time, no fork)
 
 # Events a program has no business raising: they reach the harness's memory or bypass Python. (Frames stay
 # reachable: namedtuple, enum and typing need sys._getframe, so a program that walks frames can read the nonce.)
@@ -181,8 +182,12 @@ class _CappedText(io.TextIOBase):
         return "".join(self.parts)
 
 
-def _child(program: str, tests: list, nonce: str, limits: dict, sample_dir: str, state: dict) -> None:
-    """Runs in the forked child; never returns. Every name it uses after the program starts is a local."""
+def _child(program, tests: list, nonce: str, limits: dict, sample_dir: str, state: dict) -> None:
+    """Runs in the forked child; never returns. Every name it uses after the program starts is a local.
+
+    ``program`` is normally a code object compiled by the worker (compiling here would pay copy-on-write
+    faults for every page the compiler touches: ~1 ms); source text only for oversized programs.
+    """
     # Programs may rebind builtins or module attributes; the harness only uses what it captured here.
     write, exit_now, exec_, compile_, dict_, type_ = os.write, os._exit, exec, compile, dict, type
     isinstance_, str_, len_, enumerate_, runtime_error = isinstance, str, len, enumerate, RuntimeError
@@ -196,7 +201,7 @@ def _child(program: str, tests: list, nonce: str, limits: dict, sample_dir: str,
     os.closerange(RESULT_FD + 1, 1 << 16)
     cpu = int(limits["timeout_s"]) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    mem = _vm_bytes() + int(limits["memory_mb"]) * (1 << 20)
+    mem = state["vm_bytes"] + int(limits["memory_mb"]) * (1 << 20)
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
@@ -211,13 +216,11 @@ def _child(program: str, tests: list, nonce: str, limits: dict, sample_dir: str,
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    os.chdir(sample_dir)
-    os.environ.clear()
-    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": sample_dir, "TMPDIR": sample_dir, "LANG": "C.UTF-8"})
+    os.chdir(sample_dir)  # the environment (HOME, TMPDIR) was set once by the worker
     out = _CappedText(OUTPUT_LIMIT)
     sys.stdout = sys.stderr = out
     sys.stdin = io.StringIO("")
-    clean_builtins = dict(builtins.__dict__)
+    clean_builtins = state["clean_builtins"]
     privileged = [True]
 
     def emit(*fields) -> None:
@@ -261,7 +264,7 @@ def _child(program: str, tests: list, nonce: str, limits: dict, sample_dir: str,
 
     sys.addaudithook(audit)
     try:
-        code = compile_(program, "<string>", "exec")
+        code = program if not isinstance_(program, str_) else compile_(program, "<string>", "exec", 0, True)
     except BaseException_ as exc:  # SyntaxError, ValueError (null bytes), RecursionError, MemoryError
         kind, etype, line, message = describe(exc)
         if isinstance_(exc, (SyntaxError_, ValueError_)):
@@ -351,6 +354,13 @@ def _verdict(tests_total: int, records, outcome: dict) -> dict:
     return result
 
 
+def _syntax_error(exc: Exception, tests_total: int, start: float) -> dict:
+    line = getattr(exc, "lineno", None)
+    return {"verdict": "syntax_error", "tests_passed": 0, "tests_total": tests_total,
+            "error_type": type(exc).__name__, "error_line": line if isinstance(line, int) else None,
+            "error_message": str(exc), "output": "", "duration_s": time.monotonic() - start}
+
+
 class Worker:
     def __init__(self, state: dict):
         self.state = state
@@ -364,7 +374,7 @@ class Worker:
             if code is None:
                 if len(self.code_cache) > 4096:
                     self.code_cache.clear()
-                code = self.code_cache[source] = compile(source, "<test>", "exec")
+                code = self.code_cache[source] = compile(source, "<test>", "exec", dont_inherit=True)
             codes.append(code)
         return codes
 
@@ -375,6 +385,14 @@ class Worker:
         except SyntaxError as exc:
             return {"verdict": "sandbox_error", "error_type": "TestSyntaxError", "error_message": str(exc),
                     "tests_total": len(req["tests"])}
+        program = req["program"]
+        if len(program) <= MAX_PARENT_COMPILE:
+            try:
+                program = compile(program, "<string>", "exec", dont_inherit=True)
+            except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
+                return _syntax_error(exc, len(test_codes), start)
+            except (RecursionError, MemoryError):
+                pass  # let the child, under its limits, fail on it and classify the error
         limits = {k: req[k] for k in ("timeout_s", "memory_mb", "fail_fast") if k in req}
         self.counter += 1
         root = self.state["tmp_root"] or "/tmp"
@@ -386,7 +404,7 @@ class Worker:
             try:
                 os.close(read_end)
                 os.dup2(write_end, RESULT_FD)
-                _child(req["program"], test_codes, nonce, limits, sample_dir, self.state)
+                _child(program, test_codes, nonce, limits, sample_dir, self.state)
             finally:
                 os._exit(70)
         os.close(write_end)
@@ -501,11 +519,15 @@ def _reap() -> None:
 
 
 def _wipe(root: str) -> None:
+    """Empty the private /tmp: the sample's directory and anything else the program put there."""
     import shutil
 
     for entry in os.scandir(root):
         if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
+            try:
+                os.rmdir(entry.path)  # the common case: the program left its directory empty
+            except OSError:
+                shutil.rmtree(entry.path, ignore_errors=True)
         else:
             try:
                 os.unlink(entry.path)
@@ -515,6 +537,9 @@ def _wipe(root: str) -> None:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
+    # Started with -S (no site: its .pth hooks import a dozen modules every fork would copy); programs still
+    # see the site-packages directories the pool passed.
+    sys.path.extend(p for p in cfg.get("site_dirs", []) if p not in sys.path)
     state = setup(cfg)
     send = sys.stdout.buffer
     reply = {"ready": True, "isolation": state["isolation"], "notes": state["notes"], "cgroup": state["cgroup"],
@@ -523,7 +548,11 @@ def main() -> None:
     send.flush()
     for name in PRELOADED:
         importlib.import_module(name)
+    home = state["tmp_root"] or "/tmp"
+    os.environ.update({"HOME": home, "TMPDIR": home})
     worker = Worker(state)
+    state["clean_builtins"] = dict(builtins.__dict__)  # what tests see, whatever the program rebinds
+    state["vm_bytes"] = _vm_bytes()
     gc.freeze()  # keep forked children from copying pages just to update GC bookkeeping
     for line in sys.stdin.buffer:
         req = json.loads(line)

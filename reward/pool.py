@@ -20,6 +20,7 @@ import logging
 import os
 import select
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -46,14 +47,15 @@ class _Worker:
     """One worker process and its line-based protocol."""
 
     def __init__(self, uid: int, isolate: bool, pids_max: int, tmpfs_mb: int):
-        self.config = {"uid": uid, "isolate": isolate, "pids_max": pids_max, "tmpfs_mb": tmpfs_mb}
+        self.config = {"uid": uid, "isolate": isolate, "pids_max": pids_max, "tmpfs_mb": tmpfs_mb,
+                       "site_dirs": site.getsitepackages()}
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
         self._buffer = b""
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", WORKER_SCRIPT, json.dumps(self.config)],
+            [sys.executable, "-I", "-S", WORKER_SCRIPT, json.dumps(self.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

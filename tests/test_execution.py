@@ -49,6 +49,13 @@ def test_syntax_error(pool):
     assert (r.verdict, r.error_type, r.error_line, r.tests_passed) == ("syntax_error", "SyntaxError", 1, 0)
 
 
+def test_programs_do_not_inherit_our_future_imports(pool):
+    # reward/_worker.py has `from __future__ import annotations`; a compile() that inherited it would turn
+    # the program's annotations into strings.
+    r = run(pool, "def f(x: int) -> int:\n    return x\n", ["assert f.__annotations__['x'] is int"])
+    assert r.verdict == "passed"
+
+
 def test_program_level_exception_runs_no_tests(pool):
     r = run(pool, "raise KeyError('boom')\n", ["assert True"])
     assert (r.verdict, r.error_type, r.tests_passed) == ("runtime_error", "KeyError", 0)
