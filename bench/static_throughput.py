@@ -27,7 +27,7 @@ def main() -> None:
     base += ["import subprocess\ndef f(x):\n    return subprocess.call(x, shell=True)\n",
              "def f(x):\n    return eval(x)\n", "def f(:\n"]
     codes = [base[i % len(base)] for i in range(args.n)]
-    analyze_batch(codes[:50])  # imports and bandit set-up are one-off
+    analyze_batch(codes[:400], workers=args.workers)  # process start-up, imports, bandit set-up: one-off
     t0 = time.perf_counter()
     results = analyze_batch(codes, workers=args.workers)
     seconds = time.perf_counter() - t0

@@ -139,43 +139,66 @@ def _python_signals(code: str) -> dict[str, Any]:
         return {"syntax_error": f"{type(exc).__name__}: {exc}"}
     from radon.visitors import ComplexityVisitor
 
+    visitor = ComplexityVisitor.from_ast(tree)
     blocks = [
         {"name": b.fullname, "line": b.lineno, "complexity": b.complexity}
-        for b in ComplexityVisitor.from_ast(tree).functions
+        for b in visitor.functions + [m for c in visitor.classes for m in c.methods]
     ]
+    try:
+        issues = _bandit_issues(code, tree)
+    except Exception as exc:  # noqa: BLE001 -- bandit bugs on odd input must not lose the other signals
+        issues = [{"test_id": "BANDIT_ERROR", "severity": "LOW", "confidence": "LOW", "line": 0, "message": str(exc)}]
+    return {"radon": blocks, "bandit": issues}
+
+
+def _bandit_issues(code: str, tree: ast.AST) -> list[dict[str, Any]]:
+    """Bandit's ``BanditNodeVisitor.process`` on our already-parsed tree (it would parse again)."""
     mgr = _bandit_manager()
     from bandit.core import node_visitor
 
     mgr.metrics.begin("snippet.py")
     data = code.encode("utf-8", "replace")
     visitor = node_visitor.BanditNodeVisitor("snippet.py", io.BytesIO(data), mgr.b_ma, mgr.b_ts, False, {}, mgr.metrics)
-    try:
-        visitor.process(data)
-        issues = [
-            {"test_id": i.test_id, "severity": i.severity, "confidence": i.confidence, "line": i.lineno,
-             "message": i.text}
-            for i in visitor.tester.results
-        ]
-    except Exception as exc:  # noqa: BLE001 -- bandit bugs on odd input must not lose the other signals
-        issues = [{"test_id": "BANDIT_ERROR", "severity": "LOW", "confidence": "LOW", "line": 0, "message": str(exc)}]
-    return {"radon": blocks, "bandit": issues}
+    visitor.generic_visit(tree)
+    if not code.isascii():  # the only whole-file check (trojansource) looks for bidi control characters
+        visitor.context = {"file_data": visitor.fdata, "filename": visitor.fname, "lineno": 0, "linerange": [0, 1],
+                           "col_offset": 0}
+        visitor.update_scores(visitor.tester.run_tests(visitor.context, "File"))
+    return [
+        {"test_id": i.test_id, "severity": i.severity, "confidence": i.confidence, "line": i.lineno, "message": i.text}
+        for i in visitor.tester.results
+    ]
 
 
 def _python_signals_chunk(codes: list[str]) -> list[dict[str, Any]]:
     return [_python_signals(c) for c in codes]
 
 
+_executor = None
+
+
+def _process_pool(workers: int):
+    """Kept across calls (spawning and importing bandit costs ~1 s); spawn, not fork: the caller may be a
+    training process with threads and big libraries loaded."""
+    global _executor
+    if _executor is None or _executor._max_workers != workers:
+        import atexit
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if _executor is not None:
+            _executor.shutdown()
+        _executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        atexit.register(_executor.shutdown)
+    return _executor
+
+
 def _python_signals_parallel(codes: list[str], workers: int) -> list[dict[str, Any]]:
     if workers <= 1 or len(codes) < PARALLEL_MIN_BATCH:
         return _python_signals_chunk(codes)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    size = -(-len(codes) // workers)
+    size = -(-len(codes) // (workers * 4))  # several chunks per process evens out slow ones
     chunks = [codes[i : i + size] for i in range(0, len(codes), size)]
-    # spawn, not fork: the caller may be a training process with threads and big libraries loaded
-    with ProcessPoolExecutor(len(chunks), mp_context=multiprocessing.get_context("spawn")) as ex:
-        return [r for part in ex.map(_python_signals_chunk, chunks) for r in part]
+    return [r for part in _process_pool(workers).map(_python_signals_chunk, chunks) for r in part]
 
 
 # -------------------------------------------------------------------------------------------- scoring
