@@ -327,7 +327,7 @@ def _verdict(tests_total: int, records, outcome: dict) -> dict:
         result.update(verdict=program["kind"], error_type=program["etype"], error_line=_line(program["line"]),
                       error_message=program["message"], output=program["output"], tests_passed=0)
         return result
-    if outcome["timed_out"]:
+    if done is None and outcome["timed_out"]:
         result.update(verdict="timeout", error_type="Timeout", error_message="timed out")
         return result
     if done is None:
@@ -419,10 +419,11 @@ class Worker:
         return result
 
     def _wait(self, pid: int, read_end: int, deadline: float) -> dict:
-        pidfd = os.pidfd_open(pid)
+        # A pidfd makes the child's exit selectable; kernels before 5.3 lack it, so poll there instead.
+        pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
         os.set_blocking(read_end, False)
         raw = bytearray()
-        watch = [read_end, pidfd]
+        watch = [read_end] + ([pidfd] if pidfd is not None else [])
         timed_out, status = False, None
         try:
             while True:
@@ -430,15 +431,18 @@ class Worker:
                 if remaining <= 0:
                     timed_out = True
                     break
-                ready, _, _ = select.select(watch, [], [], remaining)
+                ready, _, _ = select.select(watch, [], [], remaining if pidfd is not None else min(remaining, 0.005))
                 if read_end in ready and not _drain(read_end, raw):
                     watch.remove(read_end)
-                if pidfd in ready:
-                    _, status = os.waitpid(pid, 0)
-                    break
+                if pidfd is None or pidfd in ready:
+                    done_pid, wait_status = os.waitpid(pid, 0 if pidfd is not None else os.WNOHANG)
+                    if done_pid:
+                        status = wait_status
+                        break
             _drain(read_end, raw)
         finally:
-            os.close(pidfd)
+            if pidfd is not None:
+                os.close(pidfd)
         if status is None:
             _killpg(pid)
             _, status = os.waitpid(pid, 0)

@@ -191,6 +191,6 @@ def test_harness_tampering_never_passes(pool, name):
 def test_pool_still_scores_a_correct_program_after_everything(pool):
     r = run(pool, ADD, ADD_TESTS)
     assert (r.verdict, r.tests_passed, r.isolation) == ("passed", 2, "full")
-    worker_cgroups = [w.info["cgroup"] for w in pool._workers]
+    worker_cgroups = [w.info["cgroup"] for w in pool._workers if w.info["cgroup"]]  # None: no cgroup v1 pids
     for cgroup in worker_cgroups:  # only the worker itself is left in its cgroup
         assert Path(cgroup, "cgroup.procs").read_text().split() == [str(Path(cgroup).name[1:])]
