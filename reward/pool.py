@@ -15,6 +15,7 @@ weaker: every result carries it.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import logging
 import os
@@ -207,12 +208,39 @@ class SandboxPool:
         fail_fast: bool = False,
         batch_timeout_s: float | None = None,
         on_result: Callable[[int, ExecutionResult], None] | None = None,
+        dedupe: bool = True,
     ) -> list[ExecutionResult]:
-        """Execute ``(program, tests)`` pairs; results in request order. ``on_result(i, r)`` as each finishes."""
+        """Execute ``(program, tests)`` pairs; results in request order. ``on_result(i, r)`` as each finishes.
+
+        With ``dedupe`` identical requests in the batch run once and share the outcome (GRPO groups often
+        repeat a completion); a program whose verdict depends on chance then gets one draw for all copies.
+        """
         if timeout_s <= 0 or memory_mb <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
         if not requests:
             return []
+        limits = {"timeout_s": timeout_s, "memory_mb": memory_mb, "fail_fast": fail_fast,
+                  "batch_timeout_s": batch_timeout_s}
+        if not dedupe:
+            return self._run(requests, on_result=on_result, **limits)
+        groups: dict[tuple, list[int]] = {}
+        for index, (program, tests) in enumerate(requests):
+            groups.setdefault((program, tuple(tests)), []).append(index)
+        unique = list(groups)
+        members = list(groups.values())
+
+        def fan_out(j: int, result: ExecutionResult) -> None:
+            if on_result is not None:
+                for index in members[j]:
+                    on_result(index, result)
+
+        results: list[ExecutionResult | None] = [None] * len(requests)
+        for j, result in enumerate(self._run([(p, list(t)) for p, t in unique], on_result=fan_out, **limits)):
+            for index in members[j]:
+                results[index] = dataclasses.replace(result)
+        return results
+
+    def _run(self, requests, *, timeout_s, memory_mb, fail_fast, batch_timeout_s, on_result) -> list[ExecutionResult]:
         self.start()
         results: list[ExecutionResult | None] = [None] * len(requests)
         batch_deadline = time.monotonic() + batch_timeout_s if batch_timeout_s else None

@@ -89,6 +89,17 @@ def test_batch_keeps_order_and_reports_progress(pool):
     assert sorted(seen) == list(range(30))
 
 
+def test_identical_requests_run_once_but_every_index_gets_a_result(pool):
+    program = "import os\ndef pid():\n    return os.getpid()\n"
+    requests = [(program, ["assert pid() > 0"])] * 3 + [(ADD, ["assert add(1, 1) == 2"])]
+    seen = []
+    results = pool.run_batch(requests, timeout_s=2.0, on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == [0, 1, 2, 3] and all(r.passed for r in results)
+    assert results[0] == results[1] and results[0] is not results[1]
+    separate = pool.run_batch(requests, timeout_s=2.0, dedupe=False)
+    assert [r.verdict for r in separate] == ["passed"] * 4
+
+
 def test_dead_worker_is_replaced_and_batch_continues():
     with SandboxPool(1) as pool:
         victim = pool._workers[0].proc
@@ -105,7 +116,7 @@ def test_batch_deadline_bounds_the_whole_call():
     loop = ("while True:\n    pass\n", [])
     with SandboxPool(1) as pool:
         start = time.monotonic()
-        results = pool.run_batch([loop] * 4, timeout_s=1.0, batch_timeout_s=1.5)
+        results = pool.run_batch([loop] * 4, timeout_s=1.0, batch_timeout_s=1.5, dedupe=False)
         assert time.monotonic() - start < 6
     assert [r.verdict for r in results[:2]] == ["timeout", "timeout"]
     assert results[-1].verdict == "sandbox_error"
