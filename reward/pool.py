@@ -153,6 +153,7 @@ class SandboxPool:
         self.isolate, self.pids_max, self.tmpfs_mb = isolate, pids_max, tmpfs_mb
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
+        self._batch_lock = threading.Lock()
         self._pid = os.getpid()
 
     # ------------------------------------------------------------------ lifecycle
@@ -241,6 +242,10 @@ class SandboxPool:
         return results
 
     def _run(self, requests, *, timeout_s, memory_mb, fail_fast, batch_timeout_s, on_result) -> list[ExecutionResult]:
+        with self._batch_lock:  # a worker speaks to one batch at a time; concurrent callers queue here
+            return self._run_locked(requests, timeout_s, memory_mb, fail_fast, batch_timeout_s, on_result)
+
+    def _run_locked(self, requests, timeout_s, memory_mb, fail_fast, batch_timeout_s, on_result):
         self.start()
         results: list[ExecutionResult | None] = [None] * len(requests)
         batch_deadline = time.monotonic() + batch_timeout_s if batch_timeout_s else None

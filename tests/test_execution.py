@@ -100,6 +100,21 @@ def test_identical_requests_run_once_but_every_index_gets_a_result(pool):
     assert [r.verdict for r in separate] == ["passed"] * 4
 
 
+def test_concurrent_batches_from_threads_do_not_mix(pool):
+    outputs = {}
+
+    def batch(k: int) -> None:
+        outputs[k] = pool.run_batch([(f"X = {k}\n", [f"assert X == {k}"]) for _ in range(5)], timeout_s=2.0,
+                                    dedupe=False)
+
+    threads = [threading.Thread(target=batch, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.passed for k in range(3) for r in outputs[k])
+
+
 def test_dead_worker_is_replaced_and_batch_continues():
     with SandboxPool(1) as pool:
         victim = pool._workers[0].proc
