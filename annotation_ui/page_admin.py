@@ -39,7 +39,7 @@ def build(ctx: AppContext) -> None:
 
     @guarded
     def report(request: gr.Request):
-        with ctx.session() as session:
+        with ctx.read_session() as session:
             ctx.user(session, request, ("admin",))
             q = quality_report(session)
         a = q.agreement

@@ -23,7 +23,7 @@ class AnnotatePage:
 
 
 def _page_state(ctx: AppContext, session, user, view: service.ItemView | None, message: str) -> list:
-    """Values for OUTPUTS, in order: assignment id, progress, prompt, 8 columns, 8 cards, 8 radios,
+    """Values for OUTPUTS (``gr.update`` dicts: building component objects per response costs ~10 ms), in order: assignment id, progress, prompt, 8 columns, 8 cards, 8 radios,
     comment, flag reason, status."""
     progress = service.progress(session, user)
     progress_md = (
@@ -31,21 +31,21 @@ def _page_state(ctx: AppContext, session, user, view: service.ItemView | None, m
         f"open items left **{progress.open_items + (view is not None and not view.editing)}**"
     )
     if view is None:
-        hidden = [gr.Column(visible=False)] * MAX_K
+        hidden = [gr.update(visible=False)] * MAX_K
         return [
             "",
             progress_md,
             "<p>No items left for you. Thank you! Reload later for new ones.</p>",
             *hidden,
             *[""] * MAX_K,
-            *[gr.Radio(choices=[], value=None)] * MAX_K,
+            *[gr.update(choices=[], value=None)] * MAX_K,
             "",
             "",
             message,
         ]
     k = len(view.completions)
     choices = [str(r) for r in range(1, k + 1)]
-    columns = [gr.Column(visible=i < k) for i in range(MAX_K)]
+    columns = [gr.update(visible=i < k) for i in range(MAX_K)]
     cards = [
         completion_html(
             c, view.prompt, show_execution=ctx.cfg.show_execution, show_static=ctx.cfg.show_static
@@ -53,13 +53,13 @@ def _page_state(ctx: AppContext, session, user, view: service.ItemView | None, m
         for c in view.completions
     ] + [""] * (MAX_K - k)
     radios = [
-        gr.Radio(
+        gr.update(
             choices=choices,
             value=str(view.ranks[i]) if view.ranks else None,
             label=f"Rank of {view.completions[i].label}",
         )
         if i < k
-        else gr.Radio(choices=[], value=None)
+        else gr.update(choices=[], value=None)
         for i in range(MAX_K)
     ]
     return [
@@ -172,12 +172,15 @@ def build(ctx: AppContext) -> AnnotatePage:
                 raise service.Rejected("nothing to undo yet")
             return _page_state(ctx, session, user, view, "Editing your last answer: change it and submit.")
 
-    reload_btn.click(current_item, outputs=outputs, api_name="current_item")
+    # Short DB round trips: served directly (one HTTP POST, no queue/SSE hop), which is what keeps
+    # submit+next fast with many annotators (bench/annotation_load.py). Slow events keep the queue.
+    direct = {"outputs": outputs, "queue": False}
+    reload_btn.click(current_item, api_name="current_item", **direct)
     submit_btn.click(
-        submit, inputs=[assignment_box, *radios, comment, flag_reason], outputs=outputs, api_name="submit"
+        submit, inputs=[assignment_box, *radios, comment, flag_reason], api_name="submit", **direct
     )
     skip_btn.click(
-        skip, inputs=[assignment_box, skip_reason, comment, flag_reason], outputs=outputs, api_name="skip"
+        skip, inputs=[assignment_box, skip_reason, comment, flag_reason], api_name="skip", **direct
     )
-    undo_btn.click(undo, outputs=outputs, api_name="undo")
+    undo_btn.click(undo, api_name="undo", **direct)
     return AnnotatePage(outputs=outputs, load=current_item)

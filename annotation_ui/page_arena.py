@@ -104,7 +104,7 @@ def build(ctx: AppContext) -> ArenaPage:
 
     @guarded
     def leaderboard(request: gr.Request):
-        with ctx.session() as session:
+        with ctx.read_session() as session:
             ctx.user(session, request, REVIEWER_ROLES)
             rows = service.leaderboard(
                 session, split=cfg.arena_split, rounds=cfg.bootstrap_rounds, seed=cfg.seed

@@ -6,6 +6,7 @@ here interpolates unescaped DB text into HTML. No gradio import.
 
 from __future__ import annotations
 
+import functools
 import html
 from typing import Any
 
@@ -26,6 +27,7 @@ _FINDING_KEYS = (
 )
 
 
+@functools.lru_cache(maxsize=4096)  # completions never change; many annotators see the same ones
 def code_html(code: str, first_line: int = 1, highlight_line: int | None = None) -> str:
     """Highlighted code in a ``<pre>``: indentation kept, line numbers from ``first_line``."""
     from pygments import highlight
