@@ -221,7 +221,6 @@ def _child(program, tests: list, nonce: str, limits: dict, sample_dir: str, stat
     sys.stdout = sys.stderr = out
     sys.stdin = io.StringIO("")
     clean_builtins = state["clean_builtins"]
-    privileged = [True]
 
     def emit(*fields) -> None:
         text = FIELD.join(str_(f).replace(RECORD, " ").replace(FIELD, " ") for f in (nonce, *fields)) + RECORD
@@ -230,33 +229,27 @@ def _child(program, tests: list, nonce: str, limits: dict, sample_dir: str, stat
             data = data[write(RESULT_FD, data) :]
 
     def describe(exc) -> tuple:
-        """(kind, type name, program line, message) of an exception, read with frame access allowed."""
-        privileged[0] = True
+        """(kind, type name, program line, message) of an exception."""
+        line, tb = "", exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "<string>":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        if isinstance_(exc, SyntaxError_) and exc.filename == "<string>":
+            line = exc.lineno or ""
         try:
-            line, tb = "", exc.__traceback__
-            while tb is not None:
-                if tb.tb_frame.f_code.co_filename == "<string>":
-                    line = tb.tb_lineno
-                tb = tb.tb_next
-            if isinstance_(exc, SyntaxError_) and exc.filename == "<string>":
-                line = exc.lineno or ""
-            try:
-                message = str_(exc)[:2000]
-            except BaseException_:
-                message = "<unprintable>"
-            if isinstance_(exc, MemoryError_):
-                kind = "memory_exceeded"
-            elif isinstance_(exc, AssertionError_):
-                kind = "failed"
-            else:
-                kind = "runtime_error"
-            return kind, type_(exc).__name__, line, message
-        finally:
-            privileged[0] = False
+            message = str_(exc)[:2000]  # runs the program's __str__: still under the audit hook
+        except BaseException_:
+            message = "<unprintable>"
+        if isinstance_(exc, MemoryError_):
+            kind = "memory_exceeded"
+        elif isinstance_(exc, AssertionError_):
+            kind = "failed"
+        else:
+            kind = "runtime_error"
+        return kind, type_(exc).__name__, line, message
 
     def audit(event, args) -> None:
-        if privileged[0]:
-            return
         if event in blocked_events or event.startswith("ctypes."):
             raise runtime_error(f"sandbox: {event} is not allowed")
         if event == "object.__setattr__" and args[1] == "__code__":
@@ -272,7 +265,6 @@ def _child(program, tests: list, nonce: str, limits: dict, sample_dir: str, stat
         emit("program", kind, etype, line, message, "")
         exit_now(0)
     program_globals = {"__name__": "__main__", "__builtins__": builtins}
-    privileged[0] = False
     try:
         exec_(code, program_globals)
     except BaseException_ as exc:
@@ -291,7 +283,6 @@ def _child(program, tests: list, nonce: str, limits: dict, sample_dir: str, stat
                 break
         else:
             emit("test", index, "passed", "", "", "")
-    privileged[0] = True
     emit("done", len_(tests), out.text())
     exit_now(0)
 

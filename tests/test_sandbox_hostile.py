@@ -34,8 +34,8 @@ def run(pool, program, tests=("assert True",), timeout_s=2.0, **limits):
     return pool.run_batch([(program, list(tests))], timeout_s=timeout_s, **limits)[0]
 
 
-def sandbox_processes() -> list[int]:
-    """Live processes owned by a sandbox uid (there must be none between runs)."""
+def sandbox_processes(uids: set[int]) -> list[int]:
+    """Live processes owned by one of ``uids`` (a pool's sandbox uids: there must be none between runs)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -45,7 +45,7 @@ def sandbox_processes() -> list[int]:
         except OSError:
             continue
         uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-        if uid >= UID_BASE:
+        if uid in uids:
             found.append(int(entry))
     return found
 
@@ -53,8 +53,10 @@ def sandbox_processes() -> list[int]:
 @pytest.fixture(autouse=True)
 def host_is_clean_afterwards(pool):
     worker_pids = [w.proc.pid for w in pool._workers]
+    uids = {w.config["uid"] for w in pool._workers}
+    assert min(uids) >= UID_BASE
     yield
-    assert sandbox_processes() == []
+    assert sandbox_processes(uids) == []
     assert [w.proc.pid for w in pool._workers] == worker_pids, "a hostile program took a worker down"
 
 
