@@ -90,12 +90,12 @@ def static_html(view: CompletionView) -> str:
     )
     items = []
     for tool, found in sorted(view.static_findings.items()):
+        if not found:  # None / [] / "" (the reward engine stores syntax_error=None when the code parses)
+            continue
         if isinstance(found, dict):
             found = [f"{k}: {v}" for k, v in found.items()]
         if not isinstance(found, list):
             found = [found]
-        if not found:
-            continue
         shown = "".join(f"<li>{html.escape(_finding_text(f))}</li>" for f in found[:MAX_FINDINGS_SHOWN])
         more = (
             f"<li>&hellip; {len(found) - MAX_FINDINGS_SHOWN} more</li>"
