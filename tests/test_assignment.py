@@ -290,3 +290,29 @@ def test_normalise_ranks_is_dense_and_progress_counts():
     assert normalise_ranks([1, 3, 3, 4], 4) == [1, 2, 2, 3]
     assert normalise_ranks(["2", "2"], 2) == [1, 1]
     assert normalise_ranks([2, 1, None, None], 2) == [2, 1]
+
+
+@pytest.mark.postgres
+def test_assignment_export_and_arena_queries_on_postgres(pg_empty_url):
+    """The same SQL on PostgreSQL (the team deployment): claims with FOR UPDATE, JSON ids, aggregates."""
+    from annotation_ui.arena import cast_vote, leaderboard, next_pair
+    from annotation_ui.export import ExportConfig, collect_preferences
+    from annotation_ui.quality import quality_report
+    from annotation_ui.sample_data import seed_sample_data
+    from db.migrate import upgrade
+
+    upgrade(pg_empty_url)
+    with session_scope(pg_empty_url) as s:
+        seed_sample_data(s, tasks=4, per_policy=2)
+        assert build(s, k=2, required=2) > 0
+        ann, bob = make_users(s, "ann", "bob")
+        for user in (ann, bob):
+            view = claim_next(s, user, claim_ttl_minutes=TTL)
+            submit_ranking(s, user, view.assignment_id, [1, 2])
+        skip_item(s, ann, claim_next(s, ann, claim_ttl_minutes=TTL).assignment_id, "unclear")
+        assert progress(s, ann).done == 1 and progress(s, ann).skipped == 1
+        assert len(collect_preferences(s, ExportConfig(consensus="mean_rank"))) == 1
+        assert quality_report(s).agreement.shared_items == 1
+        pair = next_pair(s, ann, "sft", "dpo", split="test")
+        cast_vote(s, ann, pair.vote_id, "right")
+        assert {r.policy for r in leaderboard(s, split="test", rounds=5)} == {"sft", "dpo"}
