@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/static_throughput.py [--n 2000] [--workers 2]
 
-The completions are HumanEval prompts + canonical solutions (repeated to reach ``--n``), plus a few
-variants with lint/security findings so every code path runs. Prints completions/s (goal: >= 1,000/s).
+The completions are HumanEval prompts + canonical solutions plus a few with lint/security findings, cycled
+to reach ``--n`` and each made distinct. Prints completions/s (goal: >= 1,000/s).
 """
 
 from __future__ import annotations
@@ -24,21 +24,30 @@ def main() -> None:
     from reward.static import analyze_batch
 
     base = [p["prompt"] + p["canonical_solution"] for p in read_problems().values()]
-    base += ["import subprocess\ndef f(x):\n    return subprocess.call(x, shell=True)\n",
-             "def f(x):\n    return eval(x)\n", "def f(:\n"]
-    codes = [base[i % len(base)] for i in range(args.n)]
+    base += [
+        "import subprocess\ndef f(x):\n    return subprocess.call(x, shell=True)\n",
+        "def f(x):\n    return eval(x)\n",
+        "def f(:\n",
+    ]
+    # Every completion is distinct (a numbered trailing line), so no tool can get away with caching.
+    codes = [f"{base[i % len(base)]}\n_variant = {i}\n" for i in range(args.n)]
     analyze_batch(codes[:400], workers=args.workers)  # process start-up, imports, bandit set-up: one-off
     t0 = time.perf_counter()
     results = analyze_batch(codes, workers=args.workers)
     seconds = time.perf_counter() - t0
-    print(json.dumps({
-        "completions": len(codes),
-        "seconds": round(seconds, 3),
-        "completions_per_s": round(len(codes) / seconds, 1),
-        "workers": args.workers,
-        "syntax_errors": sum(not r.syntax_ok for r in results),
-        "with_security_findings": sum(bool(r.findings["bandit"]) for r in results),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "completions": len(codes),
+                "seconds": round(seconds, 3),
+                "completions_per_s": round(len(codes) / seconds, 1),
+                "workers": args.workers,
+                "syntax_errors": sum(not r.syntax_ok for r in results),
+                "with_security_findings": sum(bool(r.findings["bandit"]) for r in results),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

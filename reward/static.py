@@ -70,7 +70,7 @@ def analyze_batch(
         raise ValueError("score_from_line must have one entry per code string")
     if not codes:
         return []
-    with tempfile.TemporaryDirectory(prefix="codealign-static-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="codealign-static-", dir=_scratch_dir()) as tmp:
         ruff_proc = _start_ruff(codes, tmp) if ruff else None
         try:
             local = _python_signals_parallel(codes, workers)
@@ -83,6 +83,12 @@ def analyze_batch(
 
 
 # ------------------------------------------------------------------------------------------------ ruff
+def _scratch_dir() -> str | None:
+    """tmpfs when there is one: creating thousands of small files on a disk-backed /tmp costs ~0.5 ms each."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
 def _ruff_binary() -> str:
     from ruff.__main__ import find_ruff_bin
 
@@ -91,8 +97,11 @@ def _ruff_binary() -> str:
 
 def _start_ruff(codes: list[str], tmp: str) -> subprocess.Popen:
     for i, code in enumerate(codes):
-        with open(os.path.join(tmp, f"{i:07d}.py"), "w", encoding="utf-8") as handle:
-            handle.write(code)
+        fd = os.open(os.path.join(tmp, f"{i:07d}.py"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, code.encode("utf-8", "surrogatepass"))
+        finally:
+            os.close(fd)
     cmd = [_ruff_binary(), "check", "--output-format", "json", "--no-cache", "--isolated", "--exit-zero",
            "--select", RUFF_RULES, "--line-length", "110", tmp]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
