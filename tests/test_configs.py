@@ -21,6 +21,7 @@ CONFIG_CLASSES: dict[str, str] = {
     "accelerate/*.yaml": "accelerate",
     "model/*.yaml": "alignment.model_init:ModelPreset",
     "quickstart.yaml": "alignment.quickstart:QuickstartConfig",
+    "reward_weights.yaml": "reward.rewards:RewardConfig",
     "sft.yaml": "alignment.sft:SFTRecipeConfig",
     "reward_model.yaml": "alignment.reward_model:RewardModelRecipeConfig",
     "dpo.yaml": "alignment.dpo:DPORecipeConfig",
