@@ -147,16 +147,28 @@ def _basic_specs() -> list:
     from db.models import Task
     from db.session import session_scope
 
-    try:
-        with session_scope() as session:
-            specs = [_row_spec(r) for r in session.scalars(select(Task).where(Task.source == "basic"))]
-    except (SQLAlchemyError, UserError):  # no database (yet): the suite is deterministic, generate it
-        specs = []
+    specs = []
+    if _database_exists():
+        try:
+            with session_scope() as session:
+                specs = [_row_spec(r) for r in session.scalars(select(Task).where(Task.source == "basic"))]
+        except (SQLAlchemyError, UserError):  # not migrated (yet): the suite is deterministic, generate it
+            specs = []
     if specs:
         return specs
     from alignment.tasks.basic import generate_suite
 
     return generate_suite()
+
+
+def _database_exists() -> bool:
+    """False for a SQLite file that is not there (connecting would create an empty one)."""
+    from sqlalchemy.engine import make_url
+
+    from db.session import db_url
+
+    url = make_url(db_url())
+    return not url.drivername.startswith("sqlite") or not url.database or Path(url.database).is_file()
 
 
 def _row_spec(row):

@@ -119,7 +119,7 @@ def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: S
         to_run = [c for c in rows if c.execution is None]
         to_analyze = [c for c in rows if c.static_score is None]
         results = get_pool(opts.workers).run_batch(
-            [(c.task.prompt + c.text, list(c.task.tests)) for c in to_run],
+            [(c.task.prompt + c.text, _tests_of(c.task)) for c in to_run],
             timeout_s=opts.timeout_s, memory_mb=opts.memory_mb,
             on_result=(lambda i, r: bar.update(1)) if bar is not None else None,
         )
@@ -139,3 +139,8 @@ def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: S
     summary.executed += len(to_run)
     summary.analyzed += len(to_analyze)
 
+
+
+def _tests_of(task) -> list[str]:
+    """A task's test snippets (a bare string, as a hand-edited row might hold, is one snippet)."""
+    return [task.tests] if isinstance(task.tests, str) else list(task.tests)

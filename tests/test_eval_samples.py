@@ -89,3 +89,25 @@ def test_policy_flag_dispatches_to_the_policy_evaluator(monkeypatch):
                  "--temperature", "0.8", "--max-new-tokens", "64", "--k", "1,4"]) == 0
     assert (seen["policy"], seen["n"], seen["temperature"], seen["max_new_tokens"], seen["ks"]) == (
         "runs/x", 4, 0.8, 64, [1, 4])
+
+
+def test_basic_dataset_without_a_database_is_generated_and_creates_no_file(tmp_path, monkeypatch):
+    from reward.evaluation import load_eval_tasks
+
+    missing = tmp_path / "none.db"
+    monkeypatch.setenv("CODEALIGN_DB_URL", f"sqlite:///{missing}")
+    tasks = load_eval_tasks("basic", "test")
+    assert tasks and all(t.startswith("basic/test/") for t in tasks)
+    assert not missing.exists()
+
+
+def test_basic_dataset_prefers_the_tasks_imported_in_the_database(db_url):
+    from alignment.tasks.importer import import_tasks
+    from alignment.tasks.spec import TaskSpec
+    from db.session import session_scope
+    from reward.evaluation import load_eval_tasks
+
+    spec = TaskSpec("basic/test/9999", "def f():\n", "f", ["assert f() == 1"], "    return 1\n", "test")
+    with session_scope(db_url) as session:
+        import_tasks(session, [spec], "basic", "test")
+    assert list(load_eval_tasks("basic", "test")) == ["basic/test/9999"]
