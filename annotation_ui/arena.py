@@ -274,16 +274,12 @@ def format_leaderboard(rows: list[LeaderRow]) -> str:
 
 def plot_leaderboard(rows: list[LeaderRow], path: str | Path | None = None):
     """Ratings with 95% intervals beside execution pass rates; saved as PNG when ``path`` is given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global figure registry to leak in a long-lived app
 
     ordered = list(reversed(rows))  # best at the top
     y = list(range(len(ordered)))
-    fig, (ax_bt, ax_pass) = plt.subplots(
-        1, 2, figsize=(9, 1.2 + 0.5 * max(1, len(rows))), sharey=True, gridspec_kw={"width_ratios": [2, 1]}
-    )
+    fig = Figure(figsize=(9, 1.2 + 0.5 * max(1, len(rows))))
+    ax_bt, ax_pass = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [2, 1]})
     ax_bt.errorbar(
         [r.rating for r in ordered],
         y,

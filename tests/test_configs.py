@@ -26,6 +26,8 @@ CONFIG_CLASSES: dict[str, str] = {
     "reward_model.yaml": "alignment.reward_model:RewardModelRecipeConfig",
     "dpo.yaml": "alignment.dpo:DPORecipeConfig",
     "grpo.yaml": "alignment.grpo:GRPORecipeConfig",
+    "annotate.yaml": "annotation_ui.config:AnnotateConfig",
+    "export_preferences.yaml": "annotation_ui.export:ExportConfig",
 }
 
 EXPECTED_COUNT = None  # set below from the table; asserted so a silently skipped YAML cannot pass
