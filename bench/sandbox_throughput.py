@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def main() -> None:
         for s in samples
     ]
 
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     pool = SandboxPool(args.workers).start()
     startup = time.perf_counter() - t0
@@ -60,6 +62,7 @@ def main() -> None:
     ours_results = [humaneval_result(r) for r in ours]
     figures = {
         "runs": len(requests),
+        "load_average_1min_before": round(load_before, 2),  # other jobs on the machine slow every figure
         "ours_runs_per_s": round(ours_rate, 1),
         "ours_seconds": round(ours_s, 3),
         "ours_workers": pool.size,

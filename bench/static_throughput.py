@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 
@@ -32,6 +33,7 @@ def main() -> None:
     # Every completion is distinct (a numbered trailing line), so no tool can get away with caching.
     codes = [f"{base[i % len(base)]}\n_variant = {i}\n" for i in range(args.n)]
     analyze_batch(codes[:400], workers=args.workers)  # process start-up, imports, bandit set-up: one-off
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     results = analyze_batch(codes, workers=args.workers)
     seconds = time.perf_counter() - t0
@@ -39,6 +41,7 @@ def main() -> None:
         json.dumps(
             {
                 "completions": len(codes),
+        "load_average_1min_before": round(load_before, 2),  # other jobs on the machine slow every figure
                 "seconds": round(seconds, 3),
                 "completions_per_s": round(len(codes) / seconds, 1),
                 "workers": args.workers,
