@@ -121,6 +121,20 @@ def test_writes_outside_the_sandbox_fail(pool, tmp_path):
     assert not any(t.exists() for t in targets) and not Path("/etc/codealign-pwned").exists()
 
 
+def test_private_tmp_is_writable_but_never_reaches_the_host(pool):
+    name = f"codealign-escape-{uuid.uuid4().hex}"
+    program = f"for d in ('/tmp', '/dev/shm', '/var/tmp'):\n    open(d + '/{name}', 'w').write('x')\n" + ADD
+    assert run(pool, program, ADD_TESTS).verdict == "passed"
+    assert not any(Path(d, name).exists() for d in ("/tmp", "/dev/shm", "/var/tmp"))
+    leftover = run(pool, f"import os\nassert not os.path.exists('/tmp/{name}')\n" + ADD, ADD_TESTS)
+    assert leftover.verdict == "passed"  # the next program starts with an empty /tmp
+
+
+def test_background_daemon_is_killed_after_the_run(pool):
+    program = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n" + ADD
+    assert run(pool, program, ADD_TESTS).verdict == "passed"  # the host check (autouse fixture) finds no daemon
+
+
 def test_root_only_file_is_unreadable(pool):
     secret = Path(__file__).resolve().parent / f".secret-{uuid.uuid4().hex}"
     secret.write_text("TOP-SECRET-VALUE")
