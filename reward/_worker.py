@@ -401,7 +401,7 @@ class Worker:
         os.close(write_end)
         outcome = self._wait(pid, read_end, start + float(req["timeout_s"]))
         os.close(read_end)
-        self._cleanup(pid, sample_dir)
+        self._cleanup(pid)
         result = _verdict(len(test_codes), _parse_records(outcome["raw"], nonce), outcome)
         if outcome["exit_code"] == 70 and result["verdict"] == "runtime_error" and not outcome["raw"]:
             result.update(verdict="sandbox_error", error_type="HarnessSetup",
@@ -444,20 +444,11 @@ class Worker:
             "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         }
 
-    def _cleanup(self, pid: int, sample_dir: str) -> None:
+    def _cleanup(self, pid: int) -> None:
         _killpg(pid)
         cgroup = self.state["cgroup"]
         if cgroup:
-            me = os.getpid()
-            for _ in range(200):
-                with open(cgroup + "/cgroup.procs") as fh:
-                    left = [int(p) for p in fh.read().split() if int(p) != me]
-                if not left:
-                    break
-                for p in left:
-                    _kill(p)
-                _reap()
-                time.sleep(0.001)
+            kill_cgroup(cgroup, spare=os.getpid(), between=_reap)
         elif self.state["uid"] is not None:
             self._kill_uid()
         _reap()
@@ -487,6 +478,23 @@ def _drain(fd: int, raw: bytearray) -> bool:
             return False
         if len(raw) < MAX_RECORD_BYTES:
             raw += data
+
+
+def kill_cgroup(path: str, spare: int | None = None, between=lambda: None) -> None:
+    """SIGKILL every process in the cgroup but ``spare`` until none is left (bounded; a fork bomb is capped
+    by pids.max, so it cannot outrun this). Also used by the pool for the cgroups of dead workers."""
+    for _ in range(200):
+        try:
+            with open(path + "/cgroup.procs") as fh:
+                left = [int(p) for p in fh.read().split() if int(p) != spare]
+        except OSError:  # the cgroup is gone
+            return
+        if not left:
+            return
+        for p in left:
+            _kill(p)
+        between()
+        time.sleep(0.001)
 
 
 def _kill(pid: int) -> None:

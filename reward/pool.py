@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import select
-import signal
 import site
 import subprocess
 import sys
@@ -114,20 +113,9 @@ def _remove_cgroup(path: str | None) -> None:
     """Kill whatever a dead worker left in its cgroup, then remove the cgroup."""
     if not path or not path.startswith(CGROUP_PARENT):
         return
-    for _ in range(100):
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as fh:
-                pids = [int(p) for p in fh.read().split()]
-        except OSError:
-            return
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.01)
+    from reward._worker import kill_cgroup
+
+    kill_cgroup(path)
     try:
         os.rmdir(path)
     except OSError:
