@@ -63,17 +63,31 @@ class _Worker:
             start_new_session=True,  # Ctrl-C in the terminal reaches us, not the workers mid-run
         )
         self._buffer = b""
+        os.set_blocking(self.proc.stdin.fileno(), False)  # see _write
         self.info = json.loads(self._read_line(time.monotonic() + START_TIMEOUT_S))
 
     def request(self, payload: dict, deadline: float) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             self.restart()
-        try:
-            self.proc.stdin.write(json.dumps(payload).encode() + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise WorkerDied(f"worker stopped accepting work ({exc})") from None
+        self._write(json.dumps(payload).encode() + b"\n", deadline)
         return json.loads(self._read_line(deadline))
+
+    def _write(self, data: bytes, deadline: float) -> None:
+        """Write under the deadline: a hung worker with a full pipe must not block us forever."""
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerDied("worker stopped reading its requests")
+            _, ready, _ = select.select([], [fd], [], remaining)
+            if ready:
+                try:
+                    view = view[os.write(fd, view[: 1 << 16]) :]
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise WorkerDied(f"worker stopped accepting work ({exc})") from None
 
     def _read_line(self, deadline: float) -> bytes:
         fd = self.proc.stdout.fileno()
