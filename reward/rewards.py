@@ -71,6 +71,7 @@ class RewardBreakdown:
     learned: float | None
     verdict: str
     pass_ratio: float
+    error_line: int | None = None  # line of prompt + completion that raised (RLTF penalises its tokens)
 
 
 _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
@@ -155,6 +156,7 @@ def compute_rewards(
             learned=learned_r,
             verdict=execution.verdict if execution is not None else "not_run",
             pass_ratio=execution.pass_ratio if execution is not None else 0.0,
+            error_line=execution.error_line if execution is not None else None,
         ))
     return out
 

@@ -97,6 +97,13 @@ def test_combined_reward_breaks_ties_with_static_signals_and_logs():
     assert extra["combined_reward_verdict"] == ["passed", "passed"]
 
 
+def test_breakdown_locates_the_failing_line():
+    from reward.rewards import compute_rewards
+
+    parts = compute_rewards([PROMPT], ["    x = 1\n    return a / 0\n"], [TESTS], RewardConfig(timeout_s=2.0))
+    assert (parts[0].verdict, parts[0].error_line, parts[0].execution) == ("runtime_error", 4, -0.6)
+
+
 def test_learned_scorer_is_weighted_in():
     calls = []
 
