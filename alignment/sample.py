@@ -8,7 +8,8 @@ Examples::
 
 ``--policy`` is a registered policy name or a model directory (an unknown directory is registered once as an
 ``external`` policy, so every completion has a policy row). Completions are keyed by (task, policy,
-sampling_key, sample_index); ``sampling_key`` hashes the sampling parameters, seed included.
+sampling_key, sample_index); ``sampling_key`` hashes the sampling parameters, seed included, and the policy's
+training run, so a policy name whose checkpoint was retrained in place never reuses the old weights' samples.
 
 Guarantees: resumable — tasks are sampled in chunks, each chunk committed in one transaction, and a rerun
 with the same parameters only samples the (task, index) pairs that are missing; nothing is ever sampled twice
@@ -52,9 +53,18 @@ class SamplingParams:
             "seed": self.seed,
         }
 
+    def stored(self, policy_run_id: int | None = None) -> dict[str, Any]:
+        """What a Completion row records: the parameters, plus the training run of the weights sampled."""
+        return {**self.as_dict(), **({"policy_run_id": policy_run_id} if policy_run_id is not None else {})}
+
+    def key_for(self, policy_run_id: int | None = None) -> str:
+        return hashlib.sha256(json.dumps(self.stored(policy_run_id), sort_keys=True).encode()).hexdigest()[
+            :16
+        ]
+
     @property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return self.key_for(None)
 
 
 @dataclass
@@ -148,6 +158,7 @@ def sample_to_db(
     with session_scope(db_url) as session:
         row = resolve_policy(session, policy, created_by)
         policy_id, policy_name, checkpoint = row.id, row.name, row.checkpoint_path
+        stored, key = params.stored(row.training_run_id), params.key_for(row.training_run_id)
         query = select(Task.id, Task.task_id, Task.prompt).where(Task.source == source, Task.split == split)
         if task_ids is not None:
             query = query.where(Task.task_id.in_(task_ids))
@@ -158,12 +169,12 @@ def sample_to_db(
         )
 
     model = None
-    result = SampleResult(policy_id, policy_name, checkpoint, params.key, len(tasks), 0, 0)
+    result = SampleResult(policy_id, policy_name, checkpoint, key, len(tasks), 0, 0)
     bar = tqdm(total=len(tasks) * k, desc=f"sample {policy_name}", unit="completion", disable=not progress)
     for start in range(0, len(tasks), TASK_CHUNK):
         chunk = tasks[start : start + TASK_CHUNK]
         with session_scope(db_url) as session:
-            done = _existing(session, [t.id for t in chunk], policy_id, params.key)
+            done = _existing(session, [t.id for t in chunk], policy_id, key)
         todo = [t for t in chunk if len(done.get(t.id, {})) < k]
         new_rows: list[Completion] = []
         if todo:
@@ -185,8 +196,8 @@ def sample_to_db(
                         task_id=task.id,
                         policy_id=policy_id,
                         text=text,
-                        sampling_params=params.as_dict(),
-                        sampling_key=params.key,
+                        sampling_params=stored,
+                        sampling_key=key,
                         sample_index=index,
                         created_by=created_by,
                     )

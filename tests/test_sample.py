@@ -77,3 +77,21 @@ def test_cli(db_with_tasks, tiny_model_dir, capsys):
     assert main(argv) == 0
     assert "2 new completions (0 already there) for 2 tasks" in capsys.readouterr().out
     assert main([*argv[:-2], "--k", "0"]) == 2
+
+
+def test_retrained_policy_gets_fresh_samples(db_with_tasks, tiny_model_dir):
+    """Same name and directory, new training run: the old weights' samples must not be reused."""
+    from db.models import TrainingRun
+
+    first = sample_to_db(str(tiny_model_dir), "basic", "train", k=1, params=FAST, limit=2, progress=False)
+    with session_scope(db_with_tasks) as session:
+        run = TrainingRun(stage="sft", status="completed", created_by="test")
+        session.add(run)
+        session.flush()
+        session.get(Policy, first.policy_id).training_run_id = run.id
+        run_id = run.id
+    again = sample_to_db("model", "basic", "train", k=1, params=FAST, limit=2, progress=False)
+    assert (again.created, again.reused) == (2, 0) and again.sampling_key != first.sampling_key
+    with session_scope(db_with_tasks) as session:
+        stored = session.get(Completion, again.completion_ids[next(iter(again.completion_ids))][0])
+        assert stored.sampling_params == {**FAST.as_dict(), "policy_run_id": run_id}
