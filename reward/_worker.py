@@ -1,6 +1,6 @@
 """Sandbox worker process: isolates itself once, then forks one short-lived child per program.
 
-Started by :mod:`reward.pool` as ``python -I reward/_worker.py CONFIG_JSON``; it speaks JSON lines on
+Started by :mod:`reward.pool` as ``python -I -S reward/_worker.py CONFIG_JSON``; it speaks JSON lines on
 stdin/stdout (one request in, one result out). Standard library only, so it starts fast and forks small.
 
 Set up once per worker (as root): private network namespace (no interfaces up: loopback and the outside are
@@ -9,7 +9,8 @@ system remounted read-only, directories only root can traverse (e.g. ``/root`` h
 replaced by a tmpfs that exposes just the interpreter prefix, a ``pids`` cgroup, and child-subreaper status
 so orphans come back to us. Commonly used modules are imported before forking, so programs get them free.
 
-Per program: ``fork`` -> new session -> join the cgroup -> stdio to /dev/null -> rlimits (CPU, address space,
+Per program: compile in the worker (syntax errors end here) -> ``fork`` (the child inherits the cgroup) ->
+new session -> stdio to /dev/null -> rlimits (CPU, address space,
 processes, file size, open files, no core) -> drop to this worker's own unprivileged uid -> run the program
 and the tests in-process under an audit hook -> stream one record per test to a pipe. The worker enforces
 the wall-clock deadline, then kills the process group and everything left in the cgroup.
@@ -19,9 +20,10 @@ signal the worker, exceed the CPU/memory/process/output limits, or stall the wor
 Results come only from records carrying a per-run nonce, written after the tests ran; exiting early,
 printing success markers, redefining ``check``/helpers or builtins the tests use, or tampering with the
 harness functions cannot produce "passed".
-Non-guarantees: the program shares the process with the harness; the audit hook blocks the known ways of
-reaching the harness's memory (frames, ``gc``, ``ctypes``, tracing, ``__code__`` swaps), but Python is not a
-security boundary. Kernel exploits are out of scope. Without root (or namespaces) isolation is "partial":
+Non-guarantees: the program shares the process with the harness. The audit hook blocks ``gc`` heap walks,
+``ctypes``, tracing and ``__code__`` swaps, but frames stay reachable (the standard library needs
+``sys._getframe``), so a program written to walk up to the harness's frame can read the nonce and forge
+results. Python is not a security boundary; kernel exploits are out of scope. Without root (or namespaces) isolation is "partial":
 rlimits, process-group kill and deadlines only; the result says so.
 """
 
@@ -129,11 +131,12 @@ def setup(cfg: dict) -> dict:
             _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
             _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
             _expose_interpreter(sys.base_prefix)
-            _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
             size = int(cfg.get("tmpfs_mb", 64))
             for d in PRIVATE_DIRS:
                 if os.path.isdir(d):
                     _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=1777")
+            # Last, so that if it fails the private /tmp above is still there for the partial mode.
+            _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
             state["isolated_fs"] = True
             state["uid"] = int(cfg["uid"])
         except OSError as exc:

@@ -58,13 +58,23 @@ class _Worker:
             [sys.executable, "-I", "-S", WORKER_SCRIPT, json.dumps(self.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,  # only the worker's own crash report (programs' stderr is /dev/null)
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},  # nothing of ours (tokens, keys) leaks in
             start_new_session=True,  # Ctrl-C in the terminal reaches us, not the workers mid-run
         )
         self._buffer = b""
         os.set_blocking(self.proc.stdin.fileno(), False)  # see _write
-        self.info = json.loads(self._read_line(time.monotonic() + START_TIMEOUT_S))
+        try:
+            self.info = json.loads(self._read_line(time.monotonic() + START_TIMEOUT_S))
+        except WorkerDied as exc:
+            raise WorkerDied(f"{exc}: {self._stderr_tail()}") from None
+
+    def _stderr_tail(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        text = self.proc.stderr.read().decode("utf-8", "replace").strip()
+        return text.splitlines()[-1] if text else "no error output"
 
     def request(self, payload: dict, deadline: float) -> dict:
         if self.proc is None or self.proc.poll() is not None:
@@ -114,7 +124,7 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 stream.close()
             except OSError:
@@ -165,12 +175,24 @@ class SandboxPool:
                 _remove_stale_cgroups()
                 base = UID_BASE + (os.getpid() % 10_000) * 64  # distinct uids per pool and per worker
                 workers = [_Worker(base + i, self.isolate, self.pids_max, self.tmpfs_mb) for i in range(self.size)]
-                threads = [threading.Thread(target=w.start) for w in workers]
+                errors: list[str] = []
+
+                def start(worker: _Worker) -> None:
+                    try:
+                        worker.start()
+                    except (WorkerDied, OSError, ValueError) as exc:
+                        errors.append(str(exc))
+
+                threads = [threading.Thread(target=start, args=(w,)) for w in workers]
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join()
-                self._workers = workers
+                self._workers = [w for w in workers if w.info]
+                if not self._workers:
+                    raise RuntimeError(f"no sandbox worker could start: {errors[0]}")
+                if errors:
+                    log.warning("%d sandbox worker(s) failed to start: %s", len(errors), errors[0])
         return self
 
     def close(self) -> None:

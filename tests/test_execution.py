@@ -137,6 +137,16 @@ def test_batch_deadline_bounds_the_whole_call():
     assert results[-1].verdict == "sandbox_error"
 
 
+def test_a_worker_that_cannot_start_is_reported(tmp_path, monkeypatch):
+    from reward import pool as pool_module
+
+    broken = tmp_path / "broken_worker.py"
+    broken.write_text("import sys\nsys.exit('cannot isolate: no luck')\n")
+    monkeypatch.setattr(pool_module, "WORKER_SCRIPT", str(broken))
+    with pytest.raises(RuntimeError, match="cannot isolate: no luck"):
+        SandboxPool(1).start()
+
+
 def test_degraded_isolation_is_explicit():
     with SandboxPool(1, isolate=False) as pool:
         assert pool.isolation == "partial"
