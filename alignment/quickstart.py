@@ -126,6 +126,26 @@ def _stage_config(stage: str, base_yaml: str, overrides: dict[str, Any]):
     return load_config(stage_config_class(stage), CONFIG_DIR / base_yaml, overrides)
 
 
+STAGE_YAML = {
+    "sft": ("sft", "sft.yaml"),
+    "dpo": ("dpo", "dpo.yaml"),
+    "grpo": ("grpo", "grpo.yaml"),
+    "control": ("sft", "sft.yaml"),
+    "ppo": ("ppo", "ppo.yaml"),
+}
+
+
+def check_stage_sections(cfg: QuickstartConfig) -> None:
+    """Load every selected stage's config before anything runs, so a typo fails in seconds, not minutes."""
+    for name in cfg.stages:
+        stage, yaml_name = STAGE_YAML[name]
+        section = getattr(cfg, name)
+        try:
+            _stage_config(stage, yaml_name, _merge({"model_name_or_path": "-", "output_dir": "-"}, section))
+        except UserError as exc:
+            raise UserError(f"quickstart section '{name}': {exc}") from None
+
+
 def _train(stage: str, cfg) -> tuple[str, dict[str, Any]]:
     from alignment.train_cli import STAGES
 
@@ -161,6 +181,7 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
     from db.migrate import upgrade
     from db.session import session_scope
 
+    check_stage_sections(cfg)
     started = time.monotonic()
     out = Path(cfg.output_dir).resolve()
     if fresh and out.exists():

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 import alignment.generation
 from alignment.config import load_config
-from alignment.quickstart import DEFAULT_CONFIG, QuickstartConfig, run_quickstart
+from alignment.quickstart import DEFAULT_CONFIG, QuickstartConfig, check_stage_sections, run_quickstart
 from alignment.tasks.basic import generate_suite
 from db.models import EvalResult, Policy, RankingItem, TrainingRun
 from db.session import session_scope
@@ -54,6 +54,7 @@ def steered_sampling(monkeypatch):
 
 def test_shipped_config_loads():
     cfg = load_config(QuickstartConfig, DEFAULT_CONFIG)
+    check_stage_sections(load_config(QuickstartConfig, DEFAULT_CONFIG, ["stages=[sft,dpo,grpo,control,ppo]"]))
     assert cfg.eval_n >= 8 and cfg.eval_temperature == 0.8 and cfg.eval_split == "test"
     assert {"sft", "dpo", "grpo", "control"} <= set(cfg.stages)
 
@@ -95,3 +96,5 @@ def test_bad_config_is_one_line_error():
         QuickstartConfig(stages=["sft", "rlhf"])
     with pytest.raises(UserError, match="eval_n"):
         QuickstartConfig(eval_n=2, eval_ks=[1, 4])
+    with pytest.raises(UserError, match="section 'dpo'.*'betta'.*did you mean 'beta'"):
+        check_stage_sections(QuickstartConfig(dpo={"betta": 0.1}))
