@@ -12,9 +12,17 @@ must come from where the policy is weak). The dataset keeps ``tests``, ``entry_p
 columns, which TRL hands to every reward function as keyword arguments — that is how the execution reward
 knows what to run.
 
-Reward names: ``execution`` and ``static`` (``reward.rewards``), ``reward_model`` (a
-:class:`alignment.reward_model.RewardModelScorer` on ``reward_model_path``), or ``package.module:function``
-for any callable ``fn(prompts, completions, **columns) -> list[float | None]``.
+Reward names (``reward_funcs``), each a TRL reward function logged under its own name:
+
+* ``execution`` / ``static``: the reward engine's shaped execution reward and static-analysis score
+  (``reward.rewards``), built with unit weights so that ``reward_weights`` is the one place weights live;
+* ``reward_model``: a :class:`alignment.reward_model.RewardModelScorer` on ``reward_model_path``;
+* ``combined``: the reward engine's single combined reward, weighted by its own config (``reward_config``;
+  with ``reward_model_path`` set, the reward model joins with its ``learned_weight``);
+* ``package.module:function``: any callable ``fn(prompts, completions, **columns) -> list[float | None]``.
+
+``reward_config`` is a ``reward.rewards.RewardConfig`` YAML (shaping, sandbox limits; e.g.
+``configs/reward_weights.yaml``); unset = its defaults.
 """
 
 from __future__ import annotations
@@ -38,7 +46,13 @@ from alignment.recipe import (
 )
 from alignment.runs import TrainOutcome, registered_run
 
-BUILTIN_REWARDS = {"execution": "reward.rewards:execution_reward", "static": "reward.rewards:static_reward"}
+ENGINE_REWARDS = ("execution", "static", "combined")
+
+@dataclass
+class PromptSelection(TaskSelection):
+    """The GRPO prompts: as TaskSelection, but a YAML that sets only ``tasks.dataset`` still gets ``pool``."""
+
+    splits: list[str] = field(default_factory=lambda: ["pool"])
 
 
 @dataclass
@@ -53,8 +67,9 @@ class GRPORecipeConfig(RecipeConfig):
     scale_rewards: str = "group"
     reward_funcs: list[str] = field(default_factory=lambda: ["execution", "static"])
     reward_weights: list[float] | None = None  # one per reward_funcs entry; None = all 1.0
-    reward_model_path: str | None = None  # needed by the reward_model reward
-    tasks: TaskSelection = field(default_factory=lambda: TaskSelection(splits=["pool"]))
+    reward_model_path: str | None = None  # needed by the reward_model reward (optional for combined)
+    reward_config: str | None = None  # reward.rewards.RewardConfig YAML (shaping, timeouts); None = defaults
+    tasks: PromptSelection = field(default_factory=PromptSelection)
 
     def __post_init__(self) -> None:
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
@@ -62,30 +77,49 @@ class GRPORecipeConfig(RecipeConfig):
                 f"reward_weights: {len(self.reward_weights)} weights for {len(self.reward_funcs)} reward_funcs"
             )
         if not self.reward_funcs:
-            raise ConfigError("reward_funcs: name at least one reward (execution, static, reward_model)")
+            raise ConfigError("reward_funcs: name at least one reward (execution, static, combined, reward_model)")
+
+
+def engine_reward(name: str, cfg: GRPORecipeConfig) -> Callable:
+    from dataclasses import replace
+
+    from alignment.config import load_config
+    from reward.rewards import RewardConfig, execution_reward, make_combined_reward, static_reward
+
+    reward_cfg = load_config(RewardConfig, cfg.reward_config)
+    if name == "combined":
+        scorer = reward_model_scorer(cfg) if cfg.reward_model_path else None
+        return make_combined_reward(reward_cfg, scorer=scorer)
+    unit = replace(reward_cfg, execution_weight=1.0, static_weight=1.0)  # weights: reward_weights
+    return execution_reward(unit) if name == "execution" else static_reward(unit)
+
+
+def reward_model_scorer(cfg: GRPORecipeConfig):
+    from alignment.reward_model import RewardModelScorer
+
+    return RewardModelScorer(cfg.reward_model_path)
 
 
 def resolve_reward(name: str, cfg: GRPORecipeConfig) -> Callable:
     """The callable behind one ``reward_funcs`` entry; a one-line error naming the entry otherwise."""
+    if name in ENGINE_REWARDS:
+        return engine_reward(name, cfg)
     if name == "reward_model":
         if not cfg.reward_model_path:
             raise UserError("reward_funcs has reward_model but reward_model_path is not set")
-        from alignment.reward_model import RewardModelScorer
-
-        return RewardModelScorer(cfg.reward_model_path).reward_function()
-    target = BUILTIN_REWARDS.get(name, name)
-    if ":" not in target:
+        return reward_model_scorer(cfg).reward_function()
+    if ":" not in name:
         raise UserError(
-            f"reward_funcs: unknown reward {name!r} (use {', '.join([*BUILTIN_REWARDS, 'reward_model'])} "
+            f"reward_funcs: unknown reward {name!r} (use {', '.join([*ENGINE_REWARDS, 'reward_model'])} "
             "or package.module:function)"
         )
-    module_name, attr = target.split(":", 1)
+    module_name, attr = name.split(":", 1)
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise UserError(f"reward_funcs: cannot load {name!r} from {target} ({exc})") from None
+        raise UserError(f"reward_funcs: cannot load {name!r} ({exc})") from None
     if not callable(fn):
-        raise UserError(f"reward_funcs: {target} is not callable")
+        raise UserError(f"reward_funcs: {name} is not callable")
     return fn
 
 

@@ -82,6 +82,9 @@ def trainer_args(cfg: RecipeConfig, trl_config_cls: type, **stage_fields: Any):
     kwargs["output_dir"] = cfg.output_dir
     if cfg.bf16 is None:
         kwargs["bf16"] = bf16_supported()
+    # Without an explicit use_cpu, TrainingArguments on a GPU-less host under accelerate computes DeepSpeed's
+    # batch size for world size 1, and ZeRO-3 model init then fails its batch-size check.
+    kwargs.setdefault("use_cpu", not cuda_available())
     if cfg.gradient_checkpointing and cfg.lora.enabled:
         # LoRA + ZeRO-3 + checkpointing needs reentrant checkpointing (GUIDE §1)
         kwargs.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": True})
@@ -91,10 +94,16 @@ def trainer_args(cfg: RecipeConfig, trl_config_cls: type, **stage_fields: Any):
         raise ConfigError(f"{trl_config_cls.__name__}: {exc}".splitlines()[0]) from None
 
 
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def bf16_supported() -> bool:
     import torch
 
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return cuda_available() and torch.cuda.is_bf16_supported()
 
 
 def peft_config(cfg: RecipeConfig, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None):

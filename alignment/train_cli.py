@@ -40,11 +40,18 @@ STAGES: dict[str, tuple[str, str]] = {
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stage", choices=sorted(STAGES), help="training stage")
-    parser.add_argument("--config", required=True, metavar="FILE.yaml", help="stage config (see configs/)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted for nested)")
+    # argparse fills positionals once, before the options; overrides written after --config FILE are
+    # therefore collected by --config itself (first value = the file).
+    parser.add_argument(
+        "words", nargs="+", metavar="STAGE", help=f"stage: {', '.join(sorted(STAGES))} (then optional key=value)",
+    )
+    parser.add_argument(
+        "--config", nargs="+", required=True, metavar="FILE.yaml [key=value ...]",
+        help="stage config (see configs/), then config overrides (dotted keys reach nested sections)",
+    )
     parser.add_argument("--accelerate", metavar="CFG.yaml", help="launch through `accelerate launch` with this config")
     parser.add_argument("--num-processes", type=int, help="processes for --accelerate (default: the config's)")
+    parser.add_argument("--main-process-port", type=int, help="rendezvous port for --accelerate (default 29500)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     parser.set_defaults(func=handle)
 
@@ -79,12 +86,23 @@ def print_outcome(outcome) -> None:
     print(json.dumps(shown, indent=2, default=str))
 
 
+def split_words(args: argparse.Namespace) -> None:
+    """Sets ``args.stage``, ``args.config`` (the file) and ``args.overrides`` from the parsed words."""
+    from alignment.errors import UserError
+
+    args.stage, args.overrides = args.words[0], args.words[1:] + args.config[1:]
+    args.config = args.config[0]
+    if args.stage not in STAGES:
+        raise UserError(f"train: unknown stage '{args.stage}' (choose from {', '.join(sorted(STAGES))})")
+
+
 def handle(args: argparse.Namespace) -> int:
     from alignment.config import to_dict
     from alignment.errors import UserError
 
-    if args.num_processes is not None and not args.accelerate:
-        raise UserError("--num-processes needs --accelerate CFG.yaml")
+    split_words(args)
+    if (args.num_processes is not None or args.main_process_port is not None) and not args.accelerate:
+        raise UserError("--num-processes and --main-process-port need --accelerate CFG.yaml")
     cfg = resolve_config(args.stage, args.config, args.overrides)  # fail fast, before any launch
     if args.print_config:
         print(json.dumps(to_dict(cfg), indent=2, default=str))
@@ -92,7 +110,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.accelerate:
         from alignment.launcher import launch
 
-        result = launch(args.stage, args.config, args.overrides, args.accelerate, args.num_processes)
+        result = launch(args.stage, args.config, args.overrides, args.accelerate, args.num_processes,
+                        args.main_process_port)
         if result.returncode != 0:
             raise UserError(f"accelerate launch exited with code {result.returncode}: {' '.join(result.command)}")
         return 0

@@ -1,5 +1,6 @@
 """What each process runs under ``accelerate launch``: ``python -m alignment.train_cli_entry STAGE --config F
-[key=value ...]``. The DB URL travels in ``$CODEALIGN_DB_URL``; rank 0 alone writes rows (alignment.runs)."""
+[key=value ...]`` — the arguments of ``codealign train`` without the launch options. The DB URL travels in
+``$CODEALIGN_DB_URL``; rank 0 alone writes rows (alignment.runs)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from alignment.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from alignment.train_cli import STAGES, print_outcome, run_stage
+    from alignment.train_cli import print_outcome, run_stage, split_words
 
     parser = argparse.ArgumentParser(prog="alignment.train_cli_entry")
-    parser.add_argument("stage", choices=sorted(STAGES))
-    parser.add_argument("--config", required=True)
-    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("words", nargs="+")
+    parser.add_argument("--config", nargs="+", required=True)
     args = parser.parse_args(argv)
     try:
+        split_words(args)
         print_outcome(run_stage(args.stage, args.config, args.overrides))
     except UserError as exc:
         print(f"codealign: error: {exc}", file=sys.stderr)
