@@ -560,16 +560,22 @@ def main() -> None:
     state["clean_builtins"] = dict(builtins.__dict__)  # what tests see, whatever the program rebinds
     state["vm_bytes"] = _vm_bytes()
     gc.freeze()  # keep forked children from copying pages just to update GC bookkeeping
-    for line in sys.stdin.buffer:
-        req = json.loads(line)
-        try:
-            result = worker.run(req)
-        except Exception as exc:  # noqa: BLE001 -- our own failure: report it as such, keep serving
-            result = {"verdict": "sandbox_error", "error_type": type(exc).__name__, "error_message": str(exc)}
-        result["id"] = req.get("id")
-        result.setdefault("isolation", state["isolation"])
-        send.write(json.dumps(result).encode() + b"\n")
-        send.flush()
+    try:
+        for line in sys.stdin.buffer:  # ends when the pool closes our stdin (or dies)
+            req = json.loads(line)
+            try:
+                result = worker.run(req)
+            except Exception as exc:  # noqa: BLE001 -- our own failure: report it as such, keep serving
+                result = {"verdict": "sandbox_error", "error_type": type(exc).__name__, "error_message": str(exc)}
+            result["id"] = req.get("id")
+            result.setdefault("isolation", state["isolation"])
+            send.write(json.dumps(result).encode() + b"\n")
+            send.flush()
+    finally:
+        if state["tmp_root"]:  # partial mode works in a host temp directory: leave nothing behind
+            import shutil
+
+            shutil.rmtree(state["tmp_root"], ignore_errors=True)
 
 
 if __name__ == "__main__":

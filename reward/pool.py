@@ -121,6 +121,11 @@ class _Worker:
     def stop(self) -> None:
         if self.proc is None:
             return
+        try:
+            self.proc.stdin.close()  # a clean end of input: the worker removes its temp files and exits
+            self.proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
