@@ -452,6 +452,7 @@ class Worker:
         cgroup = self.state["cgroup"]
         if cgroup:
             kill_cgroup(cgroup, spare=os.getpid(), between=_reap)
+            _reap_until_alone(cgroup)
         elif self.state["uid"] is not None:
             self._kill_uid()
         _reap()
@@ -498,6 +499,18 @@ def kill_cgroup(path: str, spare: int | None = None, between=lambda: None) -> No
             _kill(p)
         between()
         time.sleep(0.001)
+
+
+def _reap_until_alone(cgroup: str, limit_s: float = 2.0) -> None:
+    """Killed processes leave the cgroup before they are zombies; pids.current counts them until reaped, so
+    wait for it to drop to the worker alone (no zombie of this run outlives the run)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        _reap()
+        with open(cgroup + "/pids.current") as fh:
+            if int(fh.read()) <= 1:
+                return
+        time.sleep(0.0005)
 
 
 def _kill(pid: int) -> None:
