@@ -33,7 +33,8 @@ from typing import Any, Literal
 
 from alignment.config import ConfigError, to_dict
 from alignment.errors import UserError
-from alignment.recipe import LoraSettings, TaskSelection
+from alignment.grpo import PromptSelection
+from alignment.recipe import LoraSettings
 from alignment.runs import TrainOutcome
 
 RewardFunc = Callable[..., list]
@@ -49,11 +50,13 @@ class PPORecipeConfig:
     critic_model_name_or_path: str | None = None  # separate critic's starting weights (default: the policy's)
     value_head_init_std: float = 0.0
     # --- data: RL prompts (with tests, no reference) from the pool split
-    tasks: TaskSelection = field(default_factory=lambda: TaskSelection(splits=["pool"]))
-    # --- reward: as GRPO's (alignment.grpo.resolve_reward): execution, static, reward_model, pkg.module:fn
+    tasks: PromptSelection = field(default_factory=PromptSelection)
+    # --- reward: as GRPO's (alignment.grpo.resolve_reward): execution, static, combined, reward_model,
+    # or package.module:function
     reward_funcs: list[str] = field(default_factory=lambda: ["execution"])
     reward_weights: list[float] | None = None  # default: 1.0 each
-    reward_model_path: str | None = None  # needed by the reward_model reward
+    reward_model_path: str | None = None  # needed by the reward_model reward (optional for combined)
+    reward_config: str | None = None  # reward.rewards.RewardConfig YAML (shaping, timeouts); None = defaults
     missing_eos_penalty: float | None = 1.0  # subtracted from the normalised score of answers cut off unfinished
     normalize_scores: bool = True  # running mean/std over all scores seen so far
     whiten_rewards: bool = False
@@ -135,18 +138,10 @@ class Rollout:
 
 # ------------------------------------------------------------------------------------------------ load
 def load_reward_funcs(cfg: PPORecipeConfig) -> list[RewardFunc]:
-    """GRPO's reward resolution; a factory (a callable without a ``completions`` parameter) is called once."""
-    import inspect
-
+    """The callables behind ``reward_funcs``, resolved exactly as GRPO resolves them."""
     from alignment.grpo import resolve_reward
 
-    funcs = []
-    for name in cfg.reward_funcs:
-        func = resolve_reward(name, cfg)
-        if "completions" not in inspect.signature(func).parameters:
-            func = func()
-        funcs.append(func)
-    return funcs
+    return [resolve_reward(name, cfg) for name in cfg.reward_funcs]
 
 
 def combined_scores(
@@ -242,30 +237,53 @@ def configure_deepspeed(cfg: PPORecipeConfig, accelerator) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- rollout
-def forward_logprobs_values(model, queries, query_mask, responses, response_mask, temperature: float):
-    """Policy log-probs ``(B, R)``, values ``(B, R)`` and logits ``(B, R, V)`` of the response tokens.
+def trim_padding(queries, query_mask, responses, response_mask):
+    """Drop the columns that are padding in every row (left of the prompts, right of the answers).
 
-    Position ``t`` of the outputs describes the state before response token ``t``: its value, and the
-    distribution that produced the token.
+    Outputs at the kept positions are unchanged (padding is masked and positions skip it); compute shrinks to
+    the longest prompt and answer of this batch instead of the whole rollout's.
     """
-    from alignment.ppo_core import token_logprobs
+    first = int(query_mask.any(0).long().argmax())
+    last = int(response_mask.any(0).nonzero().max()) + 1
+    return queries[:, first:], query_mask[:, first:], responses[:, :last], response_mask[:, :last]
+
+
+def forward_logprobs_values(model, queries, query_mask, responses, response_mask, temperature: float):
+    """Policy log-probs, values and entropies ``(B, R)`` of the response tokens (0 where masked).
+
+    Position ``t`` describes the state before response token ``t``: its value, the distribution that produced
+    the token and that distribution's entropy (no gradient through the entropy: it is only logged).
+    """
+    import torch
+
+    from alignment.ppo_core import entropy, token_logprobs
     from alignment.value_model import join_query_response
 
+    width = responses.shape[1]
+    queries, query_mask, responses, response_mask = trim_padding(queries, query_mask, responses, response_mask)
     logits, values = model(*join_query_response(queries, query_mask, responses, response_mask))
     start = queries.shape[1] - 1
     logits = logits[:, start:-1]
-    return token_logprobs(logits, responses, temperature), values[:, start:-1].float(), logits
+    with torch.no_grad():
+        entropies = entropy(logits, temperature)
+    outputs = (token_logprobs(logits, responses, temperature), values[:, start:-1].float(), entropies)
+    return tuple(torch.nn.functional.pad(x * response_mask, (0, width - x.shape[1])) for x in outputs)
 
 
 def reference_logprobs(reference, queries, query_mask, responses, response_mask, temperature: float):
-    """Log-probs ``(B, R)`` of the response tokens under the frozen reference model."""
+    """Log-probs ``(B, R)`` of the response tokens under the frozen reference model (0 where masked)."""
+    import torch
+
     from alignment.ppo_core import token_logprobs
     from alignment.value_model import join_query_response
 
+    width = responses.shape[1]
+    queries, query_mask, responses, response_mask = trim_padding(queries, query_mask, responses, response_mask)
     input_ids, attention_mask, position_ids = join_query_response(queries, query_mask, responses, response_mask)
     logits = reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                        use_cache=False).logits
-    return token_logprobs(logits[:, queries.shape[1] - 1:-1], responses, temperature)
+    logprobs = token_logprobs(logits[:, queries.shape[1] - 1:-1], responses, temperature) * response_mask
+    return torch.nn.functional.pad(logprobs, (0, width - logprobs.shape[1]))
 
 
 def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg: PPORecipeConfig, seed: int):
@@ -331,8 +349,8 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
         for i in range(0, len(prompts), cfg.forward_batch_size):
             rows = slice(i, i + cfg.forward_batch_size)
             batch = (queries[rows], query_mask[rows], responses[rows], mask[rows])
-            lp, v, logits = forward_logprobs_values(model, *batch, cfg.temperature)
-            entropies.append(core.entropy(logits, cfg.temperature))
+            lp, v, ent = forward_logprobs_values(model, *batch, cfg.temperature)
+            entropies.append(ent)
             if reference is None:  # LoRA: the reference is the policy with its adapters switched off
                 with accelerator.unwrap_model(model).policy.disable_adapter():
                     ref_lp, _, _ = forward_logprobs_values(model, *batch, cfg.temperature)
@@ -395,7 +413,7 @@ def ppo_update(accelerator, model, optimizer, scheduler, rollout: Rollout, cfg: 
             for micro in rows.split(cfg.per_device_train_batch_size):
                 with accelerator.accumulate(model):
                     mask = rollout.response_mask[micro]
-                    logprobs, values, logits = forward_logprobs_values(
+                    logprobs, values, entropies = forward_logprobs_values(
                         model, rollout.queries[micro], rollout.query_mask[micro], rollout.responses[micro],
                         mask, cfg.temperature)
                     pg_sum, pg_stats = core.policy_loss(logprobs, rollout.logprobs[micro],
@@ -412,7 +430,7 @@ def ppo_update(accelerator, model, optimizer, scheduler, rollout: Rollout, cfg: 
                     for key, value in (("tokens", mask.sum()), ("pg_loss", pg_sum), ("vf_loss", vf_sum),
                                        ("clipped", pg_stats.clipped_tokens), ("vf_clipped", vf_clipped),
                                        ("approx_kl", pg_stats.approx_kl_sum), ("ratio", pg_stats.ratio_sum),
-                                       ("entropy", core.masked_sum(core.entropy(logits, cfg.temperature), mask))):
+                                       ("entropy", core.masked_sum(entropies, mask))):
                         totals[key] += value.detach()
             if not accelerator.optimizer_step_was_skipped:
                 scheduler.step()
