@@ -46,7 +46,7 @@ class Rejected(UserError):
 class Progress:
     done: int  # items this user ranked
     skipped: int
-    open_items: int  # items still available to this user
+    open_items: int | None  # items still available to this user (None: not counted)
 
 
 @dataclass
@@ -354,7 +354,10 @@ def reopen_last(session: Session, user: User) -> ItemView | None:
     return _item_view(session, assignment, ranking)
 
 
-def progress(session: Session, user: User, now: dt.datetime | None = None) -> Progress:
+def progress(
+    session: Session, user: User, now: dt.datetime | None = None, *, count_open: bool = True
+) -> Progress:
+    """The user's answer counts; ``open_items`` (a scan over all items, the costly part) only if asked."""
     now = now or utcnow()
     counts = dict(
         session.execute(
@@ -363,5 +366,9 @@ def progress(session: Session, user: User, now: dt.datetime | None = None) -> Pr
             .group_by(Ranking.skipped)
         ).all()
     )
-    open_items = session.scalar(select(func.count()).select_from(_open_items_query(user, now).subquery()))
-    return Progress(done=counts.get(False, 0), skipped=counts.get(True, 0), open_items=open_items or 0)
+    open_items = None
+    if count_open:
+        open_items = (
+            session.scalar(select(func.count()).select_from(_open_items_query(user, now).subquery())) or 0
+        )
+    return Progress(done=counts.get(False, 0), skipped=counts.get(True, 0), open_items=open_items)

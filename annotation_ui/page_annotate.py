@@ -6,6 +6,7 @@ Each returns the full page state for the next item, so one round trip does submi
 
 # No `from __future__ import annotations`: Gradio reads `request: gr.Request` hints at runtime.
 import html
+import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -15,6 +16,8 @@ from annotation_ui.app import AppContext, guarded, shortcuts_markdown
 from annotation_ui.config import MAX_K
 from annotation_ui.render import completion_html, prompt_html
 
+OPEN_ITEMS_REFRESH_S = 15.0
+
 
 @dataclass
 class AnnotatePage:
@@ -22,13 +25,15 @@ class AnnotatePage:
     load: object  # handler that shows the current item; the app runs it on page load
 
 
-def _page_state(ctx: AppContext, session, user, view: service.ItemView | None, message: str) -> list:
+def _page_state(
+    ctx: AppContext, session, user, view: service.ItemView | None, message: str, open_items: int
+) -> list:
     """Values for OUTPUTS (``gr.update`` dicts: building component objects per response costs ~10 ms), in order: assignment id, progress, prompt, 8 columns, 8 cards, 8 radios,
     comment, flag reason, status."""
-    progress = service.progress(session, user)
+    progress = service.progress(session, user, count_open=False)
     progress_md = (
         f"Ranked **{progress.done}** &middot; skipped **{progress.skipped}** &middot; "
-        f"open items left **{progress.open_items + (view is not None and not view.editing)}**"
+        f"open items left **{open_items + (view is not None and not view.editing)}**"
     )
     if view is None:
         hidden = [gr.update(visible=False)] * MAX_K
@@ -129,17 +134,30 @@ def build(ctx: AppContext) -> AnnotatePage:
         status,
     ]
 
+    open_counts: dict[int, tuple[float, int]] = {}  # user id -> (time counted, open items)
+
+    def open_items(session, user, fresh: bool = False) -> int:
+        """Open items for this user, recounted on reload and at most every OPEN_ITEMS_REFRESH_S otherwise:
+        the count scans every item and was the costliest part of submit+next with many items."""
+        cached = open_counts.get(user.id)
+        if fresh or cached is None or time.monotonic() - cached[0] > OPEN_ITEMS_REFRESH_S:
+            cached = (time.monotonic(), service.progress(session, user).open_items)
+            open_counts[user.id] = cached
+        return cached[1]
+
     @guarded
     def current_item(request: gr.Request):
         with ctx.session() as session:
             user = ctx.user(session, request)
             view = service.claim_next(session, user, claim_ttl_minutes=cfg.claim_ttl_minutes, seed=cfg.seed)
-            return _page_state(ctx, session, user, view, "")
+            return _page_state(ctx, session, user, view, "", open_items(session, user, fresh=True))
 
     def _then_next(user, message: str) -> list:
         with ctx.session() as session:
             view = service.claim_next(session, user, claim_ttl_minutes=cfg.claim_ttl_minutes, seed=cfg.seed)
-            return _page_state(ctx, session, user, view, message)
+            return _page_state(
+                ctx, session, user, view, message, open_items(session, user, fresh=view is None)
+            )
 
     @guarded
     def submit(request: gr.Request, assignment_id, *values):  # request first: Gradio injects it by position
@@ -170,7 +188,8 @@ def build(ctx: AppContext) -> AnnotatePage:
             view = service.reopen_last(session, user)
             if view is None:
                 raise service.Rejected("nothing to undo yet")
-            return _page_state(ctx, session, user, view, "Editing your last answer: change it and submit.")
+            message = "Editing your last answer: change it and submit."
+            return _page_state(ctx, session, user, view, message, open_items(session, user))
 
     # Short DB round trips: served directly (one HTTP POST, no queue/SSE hop), which is what keeps
     # submit+next fast with many annotators (bench/annotation_load.py). Slow events keep the queue.

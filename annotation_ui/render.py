@@ -125,7 +125,7 @@ def completion_html(view: CompletionView, prompt: str, *, show_execution: bool, 
 
 CARD_CSS = """
 .ca-card { border: 1px solid #d0d7de; border-radius: 6px; padding: 6px; }
-.ca-card.ca-selected { outline: 3px solid #0969da; }
+.ca-col.ca-selected { outline: 3px solid #0969da; border-radius: 8px; }  /* keyboard selection */
 .ca-label { font-weight: 700; font-size: 1.1em; }
 .ca-task { font-weight: 600; margin-bottom: 4px; }
 .ca-code pre { white-space: pre; overflow-x: auto; font-size: 13px; line-height: 1.35; margin: 4px 0; }

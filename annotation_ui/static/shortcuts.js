@@ -31,6 +31,7 @@
       if (arena[ev.key]) { ev.preventDefault(); click(arena[ev.key]); }
       return;
     }
+    if (!card(selected) || !card(selected).classList.contains("ca-selected")) select(Math.min(selected, Math.max(0, cardCount() - 1)));
     const k = ev.key.toLowerCase();
     if (k.length === 1 && k >= "a" && k <= "h") {
       const i = k.charCodeAt(0) - 97; if (i < cardCount()) { ev.preventDefault(); select(i); } return;
