@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -182,6 +183,8 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
     from db.session import session_scope
 
     check_stage_sections(cfg)
+    if db_url:  # the training stages and the reward engine read the DB from the environment, as under the CLI
+        os.environ["CODEALIGN_DB_URL"] = db_url
     started = time.monotonic()
     out = Path(cfg.output_dir).resolve()
     if fresh and out.exists():

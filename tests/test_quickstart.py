@@ -98,3 +98,27 @@ def test_bad_config_is_one_line_error():
         QuickstartConfig(eval_n=2, eval_ks=[1, 4])
     with pytest.raises(UserError, match="section 'dpo'.*'betta'.*did you mean 'beta'"):
         check_stage_sections(QuickstartConfig(dpo={"betta": 0.1}))
+
+
+@pytest.mark.slow
+def test_micro_quickstart_with_ppo(db_url, tmp_path, steered_sampling):
+    ppo = {
+        "max_steps": 1,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "num_mini_batches": 1,
+        "max_completion_length": 8,
+        "tasks": {"limit": 4},
+    }
+    overrides = {
+        **MICRO,
+        "stages": ["sft", "ppo"],
+        "ppo": ppo,
+        "report": False,
+        "annotate_k": 0,
+        "output_dir": str(tmp_path / "qs"),
+    }
+    result = run_quickstart(load_config(QuickstartConfig, None, overrides), db_url=db_url)
+    assert [row["policy"] for row in result.rows] == ["sft", "ppo"]
+    with session_scope(db_url) as session:
+        assert session.scalars(select(Policy).where(Policy.name == "qs-ppo")).one().stage == "ppo"
