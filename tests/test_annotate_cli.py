@@ -1,0 +1,42 @@
+"""`codealign annotate` without serving: item building, config errors, and light imports for --help."""
+
+import subprocess
+import sys
+
+from alignment.cli import main
+from annotation_ui.sample_data import seed_sample_data
+from db.models import RankingItem
+from db.session import session_scope
+
+
+def test_build_only_creates_items_once(db_url, capsys):
+    with session_scope(db_url) as s:
+        seed_sample_data(s, tasks=3, per_policy=2)
+    assert main(["annotate", "--build-only", "--config", "configs/annotate.yaml", "k=2"]) == 0
+    assert "ranking item(s) of 2 completions (execution_ties_first)" in capsys.readouterr().out
+    with session_scope(db_url) as s:
+        items = s.query(RankingItem).all()
+        assert items and all(len(i.completion_ids) == 2 and i.required_annotations == 3 for i in items)
+        assert items[0].created_by.startswith("cli:")
+    assert main(["annotate", "--build-only", "k=2"]) == 0
+    assert "created 0 ranking item(s)" in capsys.readouterr().out
+
+
+def test_bad_config_is_one_line_error(db_url, capsys, tmp_path):
+    assert main(["annotate", "--build-only", "k=9"]) == 2
+    assert "k: must be between 2 and 8" in capsys.readouterr().err
+    assert main(["annotate", "--build-only", "selection_policy=newest"]) == 2
+    assert "selection_policy" in capsys.readouterr().err
+    assert main(["annotate", "--build-only", f"guidelines_file={tmp_path / 'missing.md'}"]) == 2
+    assert "guidelines_file: no such file" in capsys.readouterr().err
+
+
+def test_registering_the_commands_imports_nothing_heavy():
+    code = (
+        "import argparse, importlib, sys\n"
+        "for name in ('users', 'annotate', 'export', 'compare'):\n"
+        "    importlib.import_module(f'annotation_ui.commands.{name}').register(argparse.ArgumentParser())\n"
+        "print(sorted(m for m in ('gradio', 'datasets', 'matplotlib', 'torch', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
