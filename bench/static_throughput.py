@@ -41,7 +41,7 @@ def main() -> None:
         json.dumps(
             {
                 "completions": len(codes),
-        "load_average_1min_before": round(load_before, 2),  # other jobs on the machine slow every figure
+                "load_average_1min_before": round(load_before, 2),  # other jobs slow every figure
                 "seconds": round(seconds, 3),
                 "completions_per_s": round(len(codes) / seconds, 1),
                 "workers": args.workers,
