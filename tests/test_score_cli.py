@@ -68,3 +68,18 @@ def test_unknown_policy_and_bad_flags_are_one_line_errors(db_url, capsys):
     assert "no policy named 'nope'" in capsys.readouterr().err
     assert main(["score", "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
+
+
+def test_degraded_isolation_warns_loudly_and_is_recorded(db_url, capsys, monkeypatch):
+    from reward import pool as pool_module
+
+    partial = pool_module.SandboxPool(1, isolate=False)
+    monkeypatch.setattr(pool_module, "get_pool", lambda workers=None, **kw: partial.start())
+    seed(db_url, ["    return a + b\n"])
+    try:
+        assert main(["score", "--no-progress"]) == 0
+    finally:
+        partial.close()
+    assert "WARNING: sandbox isolation is PARTIAL" in capsys.readouterr().err
+    with session_scope(db_url) as s:
+        assert s.scalar(select(Execution.isolation)) == "partial"
