@@ -38,6 +38,15 @@ def test_partial_credit_and_first_failure_decides(pool):
     assert r.error_type == "AssertionError" and r.error_message == "one plus two"
 
 
+def test_fail_fast_stops_at_the_first_failing_test(pool):
+    program = "calls = []\ndef add(a, b):\n    calls.append(1)\n    return a * b\n"
+    tests = ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
+    slow = run(pool, program, tests)
+    fast = run(pool, program, tests, fail_fast=True)
+    assert (slow.verdict, slow.tests_passed) == ("failed", 1)
+    assert (fast.verdict, fast.tests_passed, fast.tests_total) == ("failed", 0, 2)
+
+
 def test_runtime_error_names_type_and_program_line(pool):
     program = "def f(x):\n    y = 1\n    return x / 0\n"
     r = run(pool, program, ["assert f(1) == 1"])
