@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -162,6 +163,16 @@ def _remove_stale_cgroups() -> None:
             _remove_cgroup(os.path.join(CGROUP_PARENT, name))
 
 
+_uid_counter = itertools.count()
+
+
+def _next_uid() -> int:
+    """A sandbox uid of its own for each worker: 64 per process (by pid), handed out in turn, so workers of
+    concurrent pools (in this process or another) never share one — a shared uid would share RLIMIT_NPROC
+    and, without a cgroup, the kill-everything-of-this-uid cleanup."""
+    return UID_BASE + (os.getpid() % 10_000) * 64 + next(_uid_counter) % 64
+
+
 class SandboxPool:
     """``workers`` warm sandbox processes (default: CPU count + 1, so one is always forking)."""
 
@@ -178,8 +189,7 @@ class SandboxPool:
         with self._lock:
             if not self._workers:
                 _remove_stale_cgroups()
-                base = UID_BASE + (os.getpid() % 10_000) * 64  # distinct uids per pool and per worker
-                workers = [_Worker(base + i, self.isolate, self.pids_max, self.tmpfs_mb) for i in range(self.size)]
+                workers = [_Worker(_next_uid(), self.isolate, self.pids_max, self.tmpfs_mb) for _ in range(self.size)]
                 errors: list[str] = []
 
                 def start(worker: _Worker) -> None:
