@@ -17,15 +17,19 @@ mean of each term and per-sample verdicts.
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from alignment.errors import UserError
 from reward.shaping import combine, execution_score, static_score
 from reward.static import StaticResult
+
+log = logging.getLogger(__name__)
 
 Scorer = Callable[[list[Any], list[Any]], Sequence[float]]
 
@@ -124,7 +128,10 @@ def compute_rewards(
     def run_static() -> None:
         nonlocal static
         starts = [_text(p).count("\n") + 1 if isinstance(c, str) else 1 for p, c in zip(prompts, completions)]
-        static = analyze_batch(programs, score_from_line=starts)
+        try:
+            static = analyze_batch(programs, score_from_line=starts)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # e.g. ruff missing or crashed
+            log.warning("static analysis failed for this batch, static term left out: %s", exc)
 
     thread = threading.Thread(target=run_static, daemon=True) if use_static else None
     if thread:
@@ -139,16 +146,18 @@ def compute_rewards(
         executions = [None] * len(programs)
     if thread:
         thread.join(cfg.batch_timeout_s)
+        if thread.is_alive():
+            log.warning("static analysis exceeded batch_timeout_s=%s; static term left out", cfg.batch_timeout_s)
     learned = list(scorer(list(prompts), list(completions))) if scorer is not None else None
     if learned is not None and len(learned) != len(programs):
         raise ValueError(f"scorer returned {len(learned)} scores for {len(programs)} completions")
 
+    weights_cfg = cfg if use_execution else replace(cfg, execution_weight=0.0)
     out = []
     for i, execution in enumerate(executions):
         exec_r = execution_score(execution, cfg) if execution is not None else 0.0
         static_r = static_score(static[i], cfg.static_weights) if static is not None else None
         learned_r = float(learned[i]) if learned is not None else None
-        weights_cfg = cfg if use_execution else _without_execution(cfg)
         out.append(RewardBreakdown(
             total=combine(exec_r, static_r, learned_r, weights_cfg),
             execution=exec_r,
@@ -159,12 +168,6 @@ def compute_rewards(
             error_line=execution.error_line if execution is not None else None,
         ))
     return out
-
-
-def _without_execution(cfg: RewardConfig):
-    from dataclasses import replace
-
-    return replace(cfg, execution_weight=0.0)
 
 
 def _make(name: str, cfg: RewardConfig | None, use_execution: bool, use_static: bool, scorer: Scorer | None):

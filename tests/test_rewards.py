@@ -137,3 +137,16 @@ def test_sandbox_errors_are_neutral(monkeypatch):
 
     monkeypatch.setattr(pool, "get_pool", lambda workers=None: BrokenPool())
     assert execution_reward()([PROMPT], ["    return a + b\n"], tests=[TESTS]) == [0.0]
+
+
+def test_static_failure_leaves_the_term_out_with_a_warning(monkeypatch, caplog):
+    from reward import static
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("ruff failed (exit 2)")
+
+    monkeypatch.setattr(static, "analyze_batch", broken)
+    fn = make_combined_reward(RewardConfig(static_weight=0.5, timeout_s=2.0))
+    with caplog.at_level("WARNING"):
+        assert fn([PROMPT], ["    return a + b\n"], tests=[TESTS]) == [1.0]
+    assert "static term left out" in caplog.text
