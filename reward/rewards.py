@@ -11,7 +11,8 @@ A learned reward model enters as ``scorer(prompts, completions) -> list[float]``
 side (this package imports no torch). Static analysis runs in a thread while the sandbox executes.
 
 Guarantee: a call returns within ``batch_timeout_s`` + a few seconds; runs the sandbox could not do score
-``sandbox_error_reward``. When TRL passes ``log_metric``/``log_extra`` the callables log the pass rate, the
+``sandbox_error_reward``; a static pass that fails or overruns is left out of the sum, with a warning.
+When TRL passes ``log_metric``/``log_extra`` the callables log the pass rate, the
 mean of each term and per-sample verdicts.
 """
 
