@@ -149,9 +149,8 @@ def setup(cfg: dict) -> dict:
     else:
         notes.append("isolation disabled by configuration")
     if not state["isolated_fs"]:
-        import tempfile
-
-        state["tmp_root"] = tempfile.mkdtemp(prefix="codealign-sbx-")
+        state["tmp_root"] = f"/tmp/codealign-sbx-{os.getpid()}-{os.urandom(4).hex()}"
+        os.mkdir(state["tmp_root"], 0o700)
     full = state["isolated_fs"] and state["uid"] is not None
     state["isolation"] = "full" if full else "partial"
     state["notes"] = notes
@@ -541,20 +540,34 @@ def _reap() -> None:
 
 
 def _wipe(root: str) -> None:
-    """Empty the private /tmp: the sample's directory and anything else the program put there."""
-    import shutil
+    """Empty the private /tmp: the sample's directory and anything else the program put there.
 
-    for entry in os.scandir(root):
-        if entry.is_dir(follow_symlinks=False):
-            try:
-                os.rmdir(entry.path)  # the common case: the program left its directory empty
-            except OSError:
-                shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                pass
+    Iterative and without shutil (which drags zlib/bz2/lzma into every fork): programs may nest deeply.
+    """
+    stack = [(root, False)]
+    while stack:
+        path, listed = stack.pop()
+        if listed:
+            if path != root:
+                _quietly(os.rmdir, path)
+            continue
+        stack.append((path, True))
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, False))
+            else:
+                _quietly(os.unlink, entry.path)
+
+
+def _quietly(fn, path: str) -> None:
+    try:
+        fn(path)
+    except OSError:
+        pass
 
 
 def main() -> None:
@@ -589,9 +602,8 @@ def main() -> None:
             send.flush()
     finally:
         if state["tmp_root"]:  # partial mode works in a host temp directory: leave nothing behind
-            import shutil
-
-            shutil.rmtree(state["tmp_root"], ignore_errors=True)
+            _wipe(state["tmp_root"])
+            _quietly(os.rmdir, state["tmp_root"])
 
 
 if __name__ == "__main__":
