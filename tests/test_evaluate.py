@@ -79,7 +79,7 @@ def test_cli_handler_samples_for_real(db_url, test_tasks, tiny_model_dir, tmp_pa
         dataset="basic",
         split="test",
         n=2,
-        k="1,2",
+        k="1,2,10",
         temperature=1.0,
         max_new_tokens=6,
         db=None,
@@ -87,7 +87,8 @@ def test_cli_handler_samples_for_real(db_url, test_tasks, tiny_model_dir, tmp_pa
     )
     assert run_policy_eval(args) == 0
     out = capsys.readouterr().out
-    assert "on basic/test: pass@1 " in out and "(4 tasks x 2 samples)" in out
+    assert "on basic/test: pass@1 " in out and "pass@2" in out and "(4 tasks x 2 samples)" in out
+    assert "skipping k = 10" in out and "pass@10" not in out
     with session_scope(db_url) as session:
         assert len(session.scalars(select(Completion)).all()) == 8
         assert len(session.scalars(select(EvalResult)).all()) == 1
@@ -100,4 +101,4 @@ def test_bad_k():
     with pytest.raises(UserError, match="--k"):
         parse_ks("0")
     with pytest.raises(UserError, match="needs at least that many samples"):
-        evaluate_policy("whatever", n=2, ks="1,4")
+        evaluate_policy("whatever", n=2, ks="4,8")
