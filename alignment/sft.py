@@ -58,7 +58,8 @@ def tokenize_separately(dataset, tokenizer):
     """``input_ids`` = prompt ids + completion ids + EOS; ``completion_mask`` marks the trained tokens."""
 
     def encode(row):
-        prompt = tokenizer(row["prompt"])["input_ids"]
+        # no special tokens: exactly the ids the sampler (alignment.generation) and TRL's GRPO feed the model
+        prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
         completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
 

@@ -66,7 +66,7 @@ def test_prompt_and_completion_are_tokenized_as_generation_sees_them(tiny_model_
                          train_dataset=tokenize_separately(rows, tokenizer), processing_class=tokenizer)
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
-    prompt_ids = tokenizer(rows[0]["prompt"])["input_ids"]
+    prompt_ids = tokenizer(rows[0]["prompt"], add_special_tokens=False)["input_ids"]  # as alignment.generation
     # the sequence starts with exactly the ids a sampler feeds the model, and only what follows is trained
     assert ids[: len(prompt_ids)] == prompt_ids
     assert labels[: len(prompt_ids)] == [-100] * len(prompt_ids) and labels[len(prompt_ids):] == ids[len(prompt_ids):]
@@ -96,3 +96,12 @@ def test_shipped_yaml_builds_trl_config():
 
     args = trainer_args(load_config(SFTRecipeConfig, CONFIGS / "sft.yaml"), SFTConfig)
     assert args.num_train_epochs == 8 and args.max_length == 384 and args.report_to == ["tensorboard"]
+
+
+def test_mlflow_without_mlflow_installed_is_one_line_error(tmp_path, tiny_model_dir):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    with pytest.raises(UserError, match="report_to: mlflow is not installed"):
+        train(_cfg(tiny_model_dir, tmp_path / "out", report_to=["mlflow"]))
