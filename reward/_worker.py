@@ -141,7 +141,7 @@ def setup(cfg: dict) -> dict:
             state["uid"] = int(cfg["uid"])
         except OSError as exc:
             notes.append(f"namespaces unavailable ({exc})")
-        state["cgroup"] = _make_cgroup(int(cfg.get("pids_max", 64)))
+        state["cgroup"] = _make_cgroup(int(cfg.get("pids_max", 64))) if cfg.get("cgroup", True) else None
         if state["cgroup"] is None:
             notes.append("no pids cgroup: process cap falls back to RLIMIT_NPROC of the per-worker uid")
     elif want:
@@ -461,16 +461,35 @@ class Worker:
         _wipe(self.state["tmp_root"] or "/tmp")
 
     def _kill_uid(self) -> None:
-        """Without a cgroup, the sample's escapees are exactly the processes of this worker's uid."""
+        """Without a cgroup, the run's leftovers are exactly the processes of this worker's uid. A reaper with
+        that uid repeats kill(-1) until a probe fork under RLIMIT_NPROC=2 succeeds, i.e. until it is the
+        uid's only process (zombies count, so it also waits for us to reap every one of them)."""
         uid = self.state["uid"]
-        pid = os.fork()
-        if pid == 0:
+        reaper = os.fork()
+        if reaper == 0:
             try:
                 os.setresuid(uid, uid, uid)
-                os.kill(-1, signal.SIGKILL)
+                resource.setrlimit(resource.RLIMIT_NPROC, (2, resource.getrlimit(resource.RLIMIT_NPROC)[1]))
+                for _ in range(4000):  # bounded; pids are capped by RLIMIT_NPROC, so this converges fast
+                    os.kill(-1, signal.SIGKILL)  # never reaches the caller itself
+                    try:
+                        probe = os.fork()
+                    except BlockingIOError:  # another process of this uid is still there
+                        time.sleep(0.0002)
+                        continue
+                    if probe == 0:
+                        os._exit(0)
+                    os.waitpid(probe, 0)
+                    break
             finally:
                 os._exit(0)
-        os.waitpid(pid, 0)
+        while True:  # reap the killed (we are their subreaper) until the reaper itself is done
+            try:
+                done, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            if done == reaper:
+                return
 
 
 def _drain(fd: int, raw: bytearray) -> bool:

@@ -47,9 +47,9 @@ class WorkerDied(Exception):
 class _Worker:
     """One worker process and its line-based protocol."""
 
-    def __init__(self, uid: int, isolate: bool, pids_max: int, tmpfs_mb: int):
+    def __init__(self, uid: int, isolate: bool, pids_max: int, tmpfs_mb: int, cgroup: bool):
         self.config = {"uid": uid, "isolate": isolate, "pids_max": pids_max, "tmpfs_mb": tmpfs_mb,
-                       "site_dirs": site.getsitepackages()}
+                       "cgroup": cgroup, "site_dirs": site.getsitepackages()}
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
         self._buffer = b""
@@ -174,11 +174,16 @@ def _next_uid() -> int:
 
 
 class SandboxPool:
-    """``workers`` warm sandbox processes (default: CPU count + 1, so one is always forking)."""
+    """``workers`` warm sandbox processes (default: CPU count + 1, so one is always forking).
 
-    def __init__(self, workers: int | None = None, *, isolate: bool = True, pids_max: int = 64, tmpfs_mb: int = 64):
+    ``isolate=False`` forces the degraded mode; ``cgroup=False`` skips the pids cgroup (the fallback used on
+    hosts without the cgroup v1 pids controller: RLIMIT_NPROC and kill-by-uid).
+    """
+
+    def __init__(self, workers: int | None = None, *, isolate: bool = True, pids_max: int = 64, tmpfs_mb: int = 64,
+                 cgroup: bool = True):
         self.size = max(1, workers or (os.cpu_count() or 1) + 1)
-        self.isolate, self.pids_max, self.tmpfs_mb = isolate, pids_max, tmpfs_mb
+        self.isolate, self.pids_max, self.tmpfs_mb, self.cgroup = isolate, pids_max, tmpfs_mb, cgroup
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._batch_lock = threading.Lock()
@@ -189,7 +194,8 @@ class SandboxPool:
         with self._lock:
             if not self._workers:
                 _remove_stale_cgroups()
-                workers = [_Worker(_next_uid(), self.isolate, self.pids_max, self.tmpfs_mb) for _ in range(self.size)]
+                workers = [_Worker(_next_uid(), self.isolate, self.pids_max, self.tmpfs_mb, self.cgroup)
+                           for _ in range(self.size)]
                 errors: list[str] = []
 
                 def start(worker: _Worker) -> None:

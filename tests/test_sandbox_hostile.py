@@ -218,3 +218,15 @@ def test_pool_still_scores_a_correct_program_after_everything(pool):
     worker_cgroups = [w.info["cgroup"] for w in pool._workers if w.info["cgroup"]]  # None: no cgroup v1 pids
     for cgroup in worker_cgroups:  # only the worker itself is left in its cgroup
         assert Path(cgroup, "cgroup.procs").read_text().split() == [str(Path(cgroup).name[1:])]
+
+
+def test_without_a_cgroup_the_uid_fallback_contains_bombs_and_daemons():
+    with SandboxPool(1, cgroup=False) as pool:
+        assert pool.isolation == "full" and any("RLIMIT_NPROC" in n for n in pool.notes)
+        uids = {w.config["uid"] for w in pool._workers}
+        bomb = run(pool, "import os\nwhile True:\n    os.fork()\n")
+        assert bomb.verdict in ("runtime_error", "timeout")
+        program = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n" + ADD
+        assert run(pool, program, ADD_TESTS).verdict == "passed"
+        assert sandbox_processes(uids) == []
+        assert run(pool, ADD, ADD_TESTS).verdict == "passed"
