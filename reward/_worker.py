@@ -457,6 +457,8 @@ class Worker:
             _reap_until_alone(cgroup)
         elif self.state["uid"] is not None:
             self._kill_uid()
+        else:
+            _kill_descendants()
         _reap()
         _wipe(self.state["tmp_root"] or "/tmp")
 
@@ -503,6 +505,27 @@ def _drain(fd: int, raw: bytearray) -> bool:
             return False
         if len(raw) < MAX_RECORD_BYTES:
             raw += data
+
+
+def _kill_descendants() -> None:
+    """Partial mode: the run's leftovers (daemons included) end up as our children, because we are their
+    subreaper; kill and reap them until none is left."""
+    path = f"/proc/self/task/{os.getpid()}/children"
+    for _ in range(200):
+        try:
+            with open(path) as fh:
+                pids = [int(p) for p in fh.read().split()]
+        except OSError:
+            return
+        if not pids:
+            return
+        for p in pids:
+            _kill(p)
+        for p in pids:
+            try:
+                os.waitpid(p, 0)
+            except ChildProcessError:
+                pass
 
 
 def kill_cgroup(path: str, spare: int | None = None, between=lambda: None) -> None:

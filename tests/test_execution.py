@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -162,6 +163,16 @@ def test_degraded_isolation_is_explicit():
         assert pool.notes
         r = pool.run_batch([(ADD, ["assert add(2, 2) == 4"])], timeout_s=2.0)[0]
     assert (r.verdict, r.isolation) == ("passed", "partial")
+
+
+def test_degraded_mode_still_kills_background_daemons():
+    program = "import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n"
+    program += "print(pid)\n" + ADD
+    with SandboxPool(1, isolate=False) as pool:
+        r = pool.run_batch([(program, ["assert add(1, 1) == 2"])], timeout_s=2.0)[0]
+    assert r.verdict == "passed"
+    daemon = Path(f"/proc/{int(r.output.split()[0])}/status")
+    assert not daemon.exists() or "zombie" in daemon.read_text()
 
 
 def test_run_tests_convenience_and_db_fields():
