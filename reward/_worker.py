@@ -24,7 +24,7 @@ Non-guarantees: the program shares the process with the harness. The audit hook 
 ``ctypes``, tracing and ``__code__`` swaps, but frames stay reachable (the standard library needs
 ``sys._getframe``), so a program written to walk up to the harness's frame can read the nonce and forge
 results. Python is not a security boundary; kernel exploits are out of scope. Without root (or namespaces) isolation is "partial":
-rlimits, process-group kill and deadlines only; the result says so.
+rlimits, deadlines and killing every leftover process only; the result says so.
 """
 
 from __future__ import annotations
