@@ -36,6 +36,12 @@ from annotation_ui.config import MAX_K
 from annotation_ui.sample_data import free_port, prepare_demo_db
 
 PASSWORD = "bench-password"
+GOAL_P95_MS = 150.0
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 def wait_until_up(url: str, timeout: float = 90.0) -> None:
@@ -178,17 +184,20 @@ def main() -> int:
         server_log.close()
 
     stored, lost, duplicated = count_rows(db_url, acked)
-    ms = sorted(1000 * x for x in latencies)
-    pct = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))] if ms else float("nan")
+    ms = sorted(1000 * x for x in latencies) or [float("nan")]
+    p50, p95, p99 = (percentile(ms, q) for q in (0.50, 0.95, 0.99))
+    print(f"annotators: {args.annotators}  think time: {args.think_ms:.0f} ms mean  k: {args.k}")
     print(
         f"submissions acknowledged: {len(acked)} / {args.annotators * args.submissions} in {wall:.1f} s "
         f"({len(acked) / wall:.1f}/s)"
     )
     print(
-        f"submit+next latency ms: p50 {pct(0.50):.1f}  p95 {pct(0.95):.1f}  p99 {pct(0.99):.1f}  "
-        f"max {ms[-1] if ms else float('nan'):.1f}  mean {statistics.fmean(ms) if ms else float('nan'):.1f}"
+        f"submit+next latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {ms[-1]:.1f}  "
+        f"mean {statistics.fmean(ms):.1f}"
     )
     print(f"rankings stored: {stored}  lost: {lost}  duplicated: {duplicated}  client errors: {len(errors)}")
+    met = p95 <= GOAL_P95_MS and lost == 0 and duplicated == 0
+    print(f"goal (p95 <= {GOAL_P95_MS:.0f} ms, 0 lost, 0 duplicated): {'met' if met else 'NOT met'}")
     for line in errors[:5]:
         print("  " + line)
     print(f"(db and server log in {workdir})")
