@@ -28,8 +28,9 @@ class AnnotatePage:
 def _page_state(
     ctx: AppContext, session, user, view: service.ItemView | None, message: str, open_items: int
 ) -> list:
-    """Values for OUTPUTS (``gr.update`` dicts: building component objects per response costs ~10 ms), in order: assignment id, progress, prompt, 8 columns, 8 cards, 8 radios,
-    comment, flag reason, status."""
+    """The values of ``outputs`` in order: assignment id, progress, prompt, 8 columns, 8 cards, 8 radios,
+    comment, flag reason, status. Updates are ``gr.update`` dicts: building component objects per response
+    cost ~10 ms. API clients do not receive the 8 layout columns."""
     progress = service.progress(session, user, count_open=False)
     progress_md = (
         f"Ranked **{progress.done}** &middot; skipped **{progress.skipped}** &middot; "
