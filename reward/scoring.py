@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DEGRADED_WARNING = (
-    "WARNING: sandbox isolation is {level}, not full ({notes}). Generated code runs with weaker limits: it may "
-    "reach the network or files this user can access. Run as root on Linux for full isolation."
+    "WARNING: sandbox isolation is {level}, not full ({notes}). Generated code runs with weaker limits: "
+    "it may reach the network or files this user can access. Run as root on Linux for full isolation."
 )
 
 
@@ -38,8 +38,10 @@ class ScoreSummary:
 
     def line(self) -> str:
         verdicts = ", ".join(f"{k} {v}" for k, v in sorted(self.verdicts.items())) or "none"
-        return (f"scored {self.executed} executions and {self.analyzed} static analyses "
-                f"(isolation {self.isolation}); verdicts: {verdicts}")
+        return (
+            f"scored {self.executed} executions and {self.analyzed} static analyses "
+            f"(isolation {self.isolation}); verdicts: {verdicts}"
+        )
 
 
 def _pending_ids(session, opts: ScoreOptions) -> list[int]:
@@ -69,8 +71,9 @@ def _pending_ids(session, opts: ScoreOptions) -> list[int]:
     return list(session.scalars(query))
 
 
-def score_missing(opts: ScoreOptions, created_by: str, warn: Callable[[str], None] = print,
-                  db_url: str | None = None) -> ScoreSummary:
+def score_missing(
+    opts: ScoreOptions, created_by: str, warn: Callable[[str], None] = print, db_url: str | None = None
+) -> ScoreSummary:
     from db.session import session_scope
     from reward.pool import get_pool
 
@@ -101,7 +104,9 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="completion", desc="scoring")
 
 
-def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: ScoreSummary, bar, db_url) -> None:
+def _score_batch(
+    ids: list[int], opts: ScoreOptions, created_by: str, summary: ScoreSummary, bar, db_url
+) -> None:
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
@@ -112,15 +117,20 @@ def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: S
 
     with session_scope(db_url) as session:
         rows = session.scalars(
-            select(Completion).where(Completion.id.in_(ids)).options(
-                selectinload(Completion.task), selectinload(Completion.execution),
-                selectinload(Completion.static_score))
+            select(Completion)
+            .where(Completion.id.in_(ids))
+            .options(
+                selectinload(Completion.task),
+                selectinload(Completion.execution),
+                selectinload(Completion.static_score),
+            )
         ).all()
         to_run = [c for c in rows if c.execution is None]
         to_analyze = [c for c in rows if c.static_score is None]
         results = get_pool(opts.workers).run_batch(
             [(c.task.prompt + c.text, _tests_of(c.task)) for c in to_run],
-            timeout_s=opts.timeout_s, memory_mb=opts.memory_mb,
+            timeout_s=opts.timeout_s,
+            memory_mb=opts.memory_mb,
             on_result=(lambda i, r: bar.update(1)) if bar is not None else None,
         )
         for completion, result in zip(to_run, results):
@@ -132,13 +142,19 @@ def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: S
         )
         for completion, static in zip(to_analyze, statics):
             findings = dict(static.findings, syntax_error=static.syntax_error)
-            session.add(StaticScore(completion_id=completion.id, created_by=created_by, syntax_ok=static.syntax_ok,
-                                    scores=static.scores, findings=findings))
+            session.add(
+                StaticScore(
+                    completion_id=completion.id,
+                    created_by=created_by,
+                    syntax_ok=static.syntax_ok,
+                    scores=static.scores,
+                    findings=findings,
+                )
+            )
         if bar is not None:
             bar.update(len(rows) - len(to_run))
     summary.executed += len(to_run)
     summary.analyzed += len(to_analyze)
-
 
 
 def _tests_of(task) -> list[str]:

@@ -14,7 +14,7 @@ from reward.static import StaticResult
 
 
 def execution_score(result: ExecutionResult, cfg) -> float:
-    """Shaped execution reward. ``cfg`` is a :class:`reward.rewards.RewardConfig` (reads the *_reward fields)."""
+    """Shaped execution reward; ``cfg`` is a :class:`reward.rewards.RewardConfig` (its *_reward fields)."""
     base = {
         "passed": cfg.passed_reward,
         "failed": cfg.failed_reward,
@@ -44,7 +44,7 @@ def static_score(result: StaticResult, weights: dict[str, float]) -> float:
 
 
 def combine(execution: float, static: float | None, learned: float | None, cfg) -> float:
-    """``execution_weight * execution + static_weight * static + learned_weight * learned`` (absent terms 0)."""
+    """``execution_weight * execution + static_weight * static + learned_weight * learned``; absent: 0."""
     total = cfg.execution_weight * execution
     if static is not None:
         total += cfg.static_weight * static

@@ -1,4 +1,4 @@
-"""Static signals for generated code: syntax (ast), lint/readability (ruff), complexity (radon), security (bandit).
+"""Static signals for generated code: syntax (ast), lint (ruff), complexity (radon), security (bandit).
 
 ``analyze_batch(codes)`` returns one :class:`StaticResult` per code string, each with normalised 0..1 scores
 (1 is best) and the raw findings. Ruff runs once per batch over a temporary directory (JSON output), in
@@ -102,8 +102,20 @@ def _start_ruff(codes: list[str], tmp: str) -> subprocess.Popen:
             os.write(fd, code.encode("utf-8", "surrogatepass"))
         finally:
             os.close(fd)
-    cmd = [_ruff_binary(), "check", "--output-format", "json", "--no-cache", "--isolated", "--exit-zero",
-           "--select", RUFF_RULES, "--line-length", "110", tmp]
+    cmd = [
+        _ruff_binary(),
+        "check",
+        "--output-format",
+        "json",
+        "--no-cache",
+        "--isolated",
+        "--exit-zero",
+        "--select",
+        RUFF_RULES,
+        "--line-length",
+        "110",
+        tmp,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.n_files = len(codes)
     return proc
@@ -156,7 +168,15 @@ def _python_signals(code: str) -> dict[str, Any]:
     try:
         issues = _bandit_issues(code, tree)
     except Exception as exc:  # noqa: BLE001 -- bandit bugs on odd input must not lose the other signals
-        issues = [{"test_id": "BANDIT_ERROR", "severity": "LOW", "confidence": "LOW", "line": 0, "message": str(exc)}]
+        issues = [
+            {
+                "test_id": "BANDIT_ERROR",
+                "severity": "LOW",
+                "confidence": "LOW",
+                "line": 0,
+                "message": str(exc),
+            }
+        ]
     return {"radon": blocks, "bandit": issues}
 
 
@@ -167,14 +187,27 @@ def _bandit_issues(code: str, tree: ast.AST) -> list[dict[str, Any]]:
 
     mgr.metrics.begin("snippet.py")
     data = code.encode("utf-8", "replace")
-    visitor = node_visitor.BanditNodeVisitor("snippet.py", io.BytesIO(data), mgr.b_ma, mgr.b_ts, False, {}, mgr.metrics)
+    visitor = node_visitor.BanditNodeVisitor(
+        "snippet.py", io.BytesIO(data), mgr.b_ma, mgr.b_ts, False, {}, mgr.metrics
+    )
     visitor.generic_visit(tree)
     if not code.isascii():  # the only whole-file check (trojansource) looks for bidi control characters
-        visitor.context = {"file_data": visitor.fdata, "filename": visitor.fname, "lineno": 0, "linerange": [0, 1],
-                           "col_offset": 0}
+        visitor.context = {
+            "file_data": visitor.fdata,
+            "filename": visitor.fname,
+            "lineno": 0,
+            "linerange": [0, 1],
+            "col_offset": 0,
+        }
         visitor.update_scores(visitor.tester.run_tests(visitor.context, "File"))
     return [
-        {"test_id": i.test_id, "severity": i.severity, "confidence": i.confidence, "line": i.lineno, "message": i.text}
+        {
+            "test_id": i.test_id,
+            "severity": i.severity,
+            "confidence": i.confidence,
+            "line": i.lineno,
+            "message": i.text,
+        }
         for i in visitor.tester.results
     ]
 

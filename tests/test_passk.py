@@ -15,7 +15,14 @@ def exact(n: int, c: int, k: int) -> float:
 
 @pytest.mark.parametrize(
     ("n", "c", "k", "expected"),
-    [(10, 0, 1, 0.0), (10, 10, 5, 1.0), (5, 1, 1, 0.2), (10, 3, 2, 1 - 21 / 45), (4, 2, 3, 1.0), (1, 1, 1, 1.0)],
+    [
+        (10, 0, 1, 0.0),
+        (10, 10, 5, 1.0),
+        (5, 1, 1, 0.2),
+        (10, 3, 2, 1 - 21 / 45),
+        (4, 2, 3, 1.0),
+        (1, 1, 1, 1.0),
+    ],
 )
 def test_hand_computed(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected)
@@ -43,5 +50,8 @@ def test_invalid_inputs(n, c, k):
 def test_mean_over_tasks_reports_only_ks_every_task_supports():
     counts = [(10, 5), (10, 0), (2, 2)]
     out = mean_pass_at_k(counts, [1, 2, 10])
-    assert out == {"pass@1": pytest.approx((0.5 + 0.0 + 1.0) / 3), "pass@2": pytest.approx((exact(10, 5, 2) + 0 + 1) / 3)}
+    assert out == {
+        "pass@1": pytest.approx((0.5 + 0.0 + 1.0) / 3),
+        "pass@2": pytest.approx((exact(10, 5, 2) + 0 + 1) / 3),
+    }
     assert mean_pass_at_k([], [1]) == {}

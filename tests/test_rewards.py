@@ -78,8 +78,13 @@ def test_execution_reward_matches_trl_signature_and_orders_results():
     fn = execution_reward(RewardConfig(timeout_s=2.0))
     assert fn.__name__ == "execution_reward"
     completions = ["    return a + b\n", "    return a * b\n", "    return a +\n", "    return 1 / 0\n"]
-    rewards = fn(prompts=[PROMPT] * 4, completions=completions, completion_ids=None, tests=[TESTS] * 4,
-                 entry_point=["add"] * 4)
+    rewards = fn(
+        prompts=[PROMPT] * 4,
+        completions=completions,
+        completion_ids=None,
+        tests=[TESTS] * 4,
+        entry_point=["add"] * 4,
+    )
     # a*b passes add(0, 0) and add(2, 2): RLTF -0.3 + 1.3 * 2/3
     assert rewards == pytest.approx([1.0, -0.3 + 1.3 * 2 / 3, -1.0, -0.6])
 
@@ -89,8 +94,13 @@ def test_combined_reward_breaks_ties_with_static_signals_and_logs():
     fn = make_combined_reward(RewardConfig(static_weight=0.1, timeout_s=2.0))
     clean = "    return a + b\n"
     messy = "    import os\n    l = a + b\n    return l\n"
-    rewards = fn([PROMPT, PROMPT], [clean, messy], tests=[TESTS, TESTS],
-                 log_metric=lambda k, v: metrics.__setitem__(k, v), log_extra=lambda k, v: extra.__setitem__(k, v))
+    rewards = fn(
+        [PROMPT, PROMPT],
+        [clean, messy],
+        tests=[TESTS, TESTS],
+        log_metric=lambda k, v: metrics.__setitem__(k, v),
+        log_extra=lambda k, v: extra.__setitem__(k, v),
+    )
     assert rewards[0] == pytest.approx(1.0 + 0.1)
     assert 1.0 < rewards[1] < rewards[0]
     assert metrics["combined_reward/pass_rate"] == 1.0
@@ -111,7 +121,9 @@ def test_learned_scorer_is_weighted_in():
         calls.append(len(completions))
         return [0.5 for _ in completions]
 
-    fn = make_combined_reward(RewardConfig(static_weight=0.0, learned_weight=2.0, timeout_s=2.0), scorer=scorer)
+    fn = make_combined_reward(
+        RewardConfig(static_weight=0.0, learned_weight=2.0, timeout_s=2.0), scorer=scorer
+    )
     assert fn([PROMPT], ["    return a + b\n"], tests=[TESTS]) == pytest.approx([1.0 + 2.0 * 0.5])
     assert calls == [1]
 

@@ -111,11 +111,19 @@ def test_loopback_server_is_unreachable(pool):
 
 def test_writes_outside_the_sandbox_fail(pool, tmp_path):
     tmp_path.chmod(0o777)
-    targets = [tmp_path / "pwned", Path(__file__).resolve().parent / f"pwned-{uuid.uuid4().hex}", Path("/pwned")]
-    program = "".join(
-        f"try:\n    open({str(t)!r}, 'w').write('x')\nexcept OSError:\n    pass\nelse:\n    raise SystemExit('wrote')\n"
-        for t in targets
-    ) + "open('/etc/codealign-pwned', 'w')\n"
+    targets = [
+        tmp_path / "pwned",
+        Path(__file__).resolve().parent / f"pwned-{uuid.uuid4().hex}",
+        Path("/pwned"),
+    ]
+    program = (
+        "".join(
+            f"try:\n    open({str(t)!r}, 'w').write('x')\nexcept OSError:\n    pass\n"
+            "else:\n    raise SystemExit('wrote')\n"
+            for t in targets
+        )
+        + "open('/etc/codealign-pwned', 'w')\n"
+    )
     r = run(pool, program)
     assert r.verdict == "runtime_error" and r.error_type in ("OSError", "PermissionError")
     assert not any(t.exists() for t in targets) and not Path("/etc/codealign-pwned").exists()
@@ -127,20 +135,30 @@ def test_private_tmp_is_writable_but_never_reaches_the_host(pool):
     assert run(pool, program, ADD_TESTS).verdict == "passed"
     assert not any(Path(d, name).exists() for d in ("/tmp", "/dev/shm", "/var/tmp"))
     junk = (
-        "import os\nhome = os.getcwd()\nos.chdir('/tmp')\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
+        "import os\nhome = os.getcwd()\nos.chdir('/tmp')\n"
+        "for _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
         "os.chdir(home)\n"
-        "os.makedirs('/tmp/locked/inner')\nopen('/tmp/locked/inner/f', 'w').close()\nos.chmod('/tmp/locked', 0o500)\n"
+        "os.makedirs('/tmp/locked/inner')\nopen('/tmp/locked/inner/f', 'w').close()\n"
+        "os.chmod('/tmp/locked', 0o500)\n"
     )
     assert run(pool, junk + ADD, ADD_TESTS).verdict == "passed"
     for _ in pool._workers:  # whichever worker runs it, /tmp holds only the new program's own directory
-        clean = run(pool, "import os\nassert os.listdir('/tmp') == [os.path.basename(os.getcwd())], os.listdir('/tmp')\n"
-                    + ADD, ADD_TESTS)
+        clean = run(
+            pool,
+            "import os\nassert os.listdir('/tmp') == [os.path.basename(os.getcwd())], os.listdir('/tmp')\n"
+            + ADD,
+            ADD_TESTS,
+        )
         assert clean.verdict == "passed", clean.error_message
 
 
 def test_background_daemon_is_killed_after_the_run(pool):
-    program = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n" + ADD
-    assert run(pool, program, ADD_TESTS).verdict == "passed"  # the host check (autouse fixture) finds no daemon
+    program = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n" + ADD
+    )
+    assert (
+        run(pool, program, ADD_TESTS).verdict == "passed"
+    )  # the host check (autouse fixture) finds no daemon
 
 
 def test_root_only_file_is_unreadable(pool):
@@ -152,7 +170,10 @@ def test_root_only_file_is_unreadable(pool):
         assert r.verdict == "runtime_error" and r.error_type == "PermissionError"
         assert "TOP-SECRET-VALUE" not in r.output
         shadow = run(pool, "print(open('/etc/shadow').read())\n")
-        assert shadow.verdict == "runtime_error" and shadow.error_type in ("PermissionError", "FileNotFoundError")
+        assert shadow.verdict == "runtime_error" and shadow.error_type in (
+            "PermissionError",
+            "FileNotFoundError",
+        )
     finally:
         secret.unlink()
 
@@ -167,7 +188,10 @@ def test_kill_the_parent(pool):
 
 
 def test_huge_stdout_does_not_matter(pool):
-    program = "import sys, os\nfor _ in range(200):\n    print('y' * 100_000)\nos.write(1, b'z' * 10_000_000)\n" + ADD
+    program = (
+        "import sys, os\nfor _ in range(200):\n    print('y' * 100_000)\nos.write(1, b'z' * 10_000_000)\n"
+        + ADD
+    )
     r = run(pool, program, ADD_TESTS)
     assert r.verdict == "passed" and len(r.output) <= 4096
 
@@ -188,16 +212,41 @@ def test_exit_inside_the_tested_function(pool):
 
 
 TAMPERING = {
-    "redefine check": ("def check(candidate):\n    pass\n", ["def check(candidate):\n    assert candidate(1, 2) == 3\ncheck(add)"]),
-    "patch builtins": ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.exec = lambda *a, **k: None\n",
-                       ["assert abs(add(1, 2) - 3) < 1e-9"]),
-    "fake success output": ("print('passed')\nprint('ALL TESTS PASSED')\nprint('{\"passed\": true}')\n", ADD_TESTS),
-    "forge result records": (("import os\nfor fd in range(3, 10):\n    try:\n        os.write(fd, b'x\\x1fdone\\x1f2\\x1f\\x1e')\n"
-                             "    except OSError:\n        pass\n"), ADD_TESTS),
-    "patch the worker module": (("import sys\nm = sys.modules['__main__']\nm._verdict = lambda *a: {'verdict': 'passed'}\n"
-                                "m._child = None\n"), ADD_TESTS),
-    "swap harness code": ("import sys\nf = sys.modules['__main__']._parse_records\nf.__code__ = (lambda *a: 0).__code__\n",
-                          ADD_TESTS),
+    "redefine check": (
+        "def check(candidate):\n    pass\n",
+        ["def check(candidate):\n    assert candidate(1, 2) == 3\ncheck(add)"],
+    ),
+    "patch builtins": (
+        "import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.exec = lambda *a, **k: None\n",
+        ["assert abs(add(1, 2) - 3) < 1e-9"],
+    ),
+    "fake success output": (
+        "print('passed')\nprint('ALL TESTS PASSED')\nprint('{\"passed\": true}')\n",
+        ADD_TESTS,
+    ),
+    "forge result records": (
+        (
+            "import os\nfor fd in range(3, 10):\n    try:\n"
+            "        os.write(fd, b'x\\x1fdone\\x1f2\\x1f\\x1e')\n"
+            "    except OSError:\n        pass\n"
+        ),
+        ADD_TESTS,
+    ),
+    "patch the harness module": (
+        (
+            "import sys\nh = sys.modules['reward._harness']\nh.verdict = lambda *a: {'verdict': 'passed'}\n"
+            "h.parse_records = lambda *a: ({0: ('passed',), 1: ('passed',)}, None, {'output': ''})\n"
+            "sys.modules['__main__'].Worker = None\n"
+        ),
+        ADD_TESTS,
+    ),
+    "swap harness code": (
+        (
+            "import sys\nf = sys.modules['reward._harness'].parse_records\n"
+            "f.__code__ = (lambda *a: 0).__code__\n"
+        ),
+        ADD_TESTS,
+    ),
     "walk the heap": ("import gc\nobjs = gc.get_objects()\n", ADD_TESTS),
     "trace the harness": ("import sys\nsys.settrace(lambda *a: None)\n", ADD_TESTS),
     "ctypes": ("import ctypes\nctypes.CDLL(None)\n", ADD_TESTS),
@@ -226,7 +275,10 @@ def test_without_a_cgroup_the_uid_fallback_contains_bombs_and_daemons():
         uids = {w.config["uid"] for w in pool._workers}
         bomb = run(pool, "import os\nwhile True:\n    os.fork()\n")
         assert bomb.verdict in ("runtime_error", "timeout")
-        program = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n" + ADD
+        program = (
+            "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n"
+            + ADD
+        )
         assert run(pool, program, ADD_TESTS).verdict == "passed"
         assert sandbox_processes(uids) == []
         assert run(pool, ADD, ADD_TESTS).verdict == "passed"

@@ -15,9 +15,17 @@ def seed(url, texts, policy="p1"):
     with session_scope(url) as s:
         task = s.scalar(select(Task).where(Task.task_id == "t/0"))
         if task is None:
-            task = Task(task_id="t/0", source="unit", split="test", prompt=PROMPT, entry_point="add",
-                        tests=["assert add(1, 2) == 3", "assert add(2, 2) == 4"], meta={}, content_hash="x",
-                        created_by="test")
+            task = Task(
+                task_id="t/0",
+                source="unit",
+                split="test",
+                prompt=PROMPT,
+                entry_point="add",
+                tests=["assert add(1, 2) == 3", "assert add(2, 2) == 4"],
+                meta={},
+                content_hash="x",
+                created_by="test",
+            )
             s.add(task)
         pol = s.scalar(select(Policy).where(Policy.name == policy))
         if pol is None:
@@ -26,13 +34,20 @@ def seed(url, texts, policy="p1"):
         s.flush()
         start = s.scalar(select(func.count(Completion.id))) or 0
         for i, text in enumerate(texts):
-            s.add(Completion(task_id=task.id, policy_id=pol.id, text=text, sample_index=start + i, created_by="test"))
+            s.add(
+                Completion(
+                    task_id=task.id, policy_id=pol.id, text=text, sample_index=start + i, created_by="test"
+                )
+            )
 
 
 def verdicts(url):
     with session_scope(url) as s:
-        rows = s.execute(select(Completion.text, Execution.verdict, Execution.tests_passed, Execution.created_by)
-                         .join(Execution)).all()
+        rows = s.execute(
+            select(Completion.text, Execution.verdict, Execution.tests_passed, Execution.created_by).join(
+                Execution
+            )
+        ).all()
         statics = s.scalar(select(func.count(StaticScore.id)))
     return {text: (v, passed, by) for text, v, passed, by in rows}, statics
 

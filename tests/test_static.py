@@ -1,4 +1,4 @@
-"""Static signals: syntax, ruff lint, radon complexity, bandit security; normalised scores and raw findings."""
+"""Static signals: syntax, ruff lint, radon complexity, bandit security; normalised scores, raw findings."""
 
 from __future__ import annotations
 

@@ -1,0 +1,252 @@
+"""The in-child harness of :mod:`reward._worker`: runs a program and its tests, streams one record per test.
+
+Records are ``nonce FIELD ... RECORD`` text on ``RESULT_FD``; :func:`parse_records` keeps only this run's
+(nonce) and :func:`verdict` turns them and the child's exit status into the result fields. Standard library
+only. See :mod:`reward._worker` for the anti-cheating guarantees and their limits.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import resource
+import signal
+import sys
+import time
+
+RESULT_FD = 3
+FIELD, RECORD = "\x1f", "\x1e"
+MAX_RECORD_BYTES = 1 << 20
+OUTPUT_LIMIT = 4096
+# Events a program has no business raising: they reach the harness's memory or bypass Python. (Frames stay
+# reachable: namedtuple, enum and typing need sys._getframe, so a program walking frames can read the nonce.)
+BLOCKED_EVENTS = frozenset(
+    {
+        "sys._current_frames",
+        "sys.settrace",
+        "sys.setprofile",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "code.__new__",
+    }
+)
+
+
+class _CappedText(io.TextIOBase):
+    """stdout/stderr for programs: keeps the first bytes, drops the rest (huge output costs nothing)."""
+
+    def __init__(self, limit: int):
+        self.parts: list[str] = []
+        self.room = limit
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s) -> int:
+        s = str(s)
+        if self.room > 0:
+            self.parts.append(s[: self.room])
+            self.room -= len(s)
+        return len(s)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def run_child(program, tests: list, nonce: str, limits: dict, sample_dir: str, state: dict) -> None:
+    """Runs in the forked child; never returns. Every name it uses after the program starts is a local.
+
+    ``program`` is normally a code object compiled by the worker (compiling here would pay copy-on-write
+    faults for every page the compiler touches: ~1 ms); source text only for oversized programs.
+    """
+    # Programs may rebind builtins or module attributes; the harness only uses what it captured here.
+    write, exit_now, exec_, compile_, dict_, type_ = os.write, os._exit, exec, compile, dict, type
+    isinstance_, str_, len_, enumerate_, runtime_error = isinstance, str, len, enumerate, RuntimeError
+    BaseException_, SyntaxError_, ValueError_ = BaseException, SyntaxError, ValueError
+    MemoryError_, AssertionError_ = MemoryError, AssertionError
+    blocked_events = BLOCKED_EVENTS
+    os.setsid()
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(RESULT_FD + 1, 1 << 16)
+    cpu = int(limits["timeout_s"]) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    mem = state["vm_bytes"] + int(limits["memory_mb"]) * (1 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with an error instead of killing
+    uid = state["uid"]
+    os.mkdir(sample_dir, 0o700)
+    if uid is not None:
+        nproc = state["pids_max"]
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        os.chown(sample_dir, uid, uid)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    os.chdir(sample_dir)  # the environment (HOME, TMPDIR) was set once by the worker
+    out = _CappedText(OUTPUT_LIMIT)
+    sys.stdout = sys.stderr = out
+    sys.stdin = io.StringIO("")
+    clean_builtins = state["clean_builtins"]
+
+    def emit(*fields) -> None:
+        text = FIELD.join(str_(f).replace(RECORD, " ").replace(FIELD, " ") for f in (nonce, *fields)) + RECORD
+        data = text.encode("utf-8", "replace")
+        while data:
+            data = data[write(RESULT_FD, data) :]
+
+    def describe(exc) -> tuple:
+        """(kind, type name, program line, message) of an exception."""
+        line, tb = "", exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "<string>":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        if isinstance_(exc, SyntaxError_) and exc.filename == "<string>":
+            line = exc.lineno or ""
+        try:
+            message = str_(exc)[:2000]  # runs the program's __str__: still under the audit hook
+        except BaseException_:
+            message = "<unprintable>"
+        if isinstance_(exc, MemoryError_):
+            kind = "memory_exceeded"
+        elif isinstance_(exc, AssertionError_):
+            kind = "failed"
+        else:
+            kind = "runtime_error"
+        return kind, type_(exc).__name__, line, message
+
+    def audit(event, args) -> None:
+        if event in blocked_events or event.startswith("ctypes."):
+            raise runtime_error(f"sandbox: {event} is not allowed")
+        if event == "object.__setattr__" and args[1] == "__code__":
+            raise runtime_error("sandbox: replacing __code__ is not allowed")
+
+    sys.addaudithook(audit)
+    try:
+        code = program if not isinstance_(program, str_) else compile_(program, "<string>", "exec", 0, True)
+    except BaseException_ as exc:  # SyntaxError, ValueError (null bytes), RecursionError, MemoryError
+        kind, etype, line, message = describe(exc)
+        if isinstance_(exc, (SyntaxError_, ValueError_)):
+            kind = "syntax_error"
+        emit("program", kind, etype, line, message, "")
+        exit_now(0)
+    program_globals = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        exec_(code, program_globals)
+    except BaseException_ as exc:
+        kind, etype, line, message = describe(exc)
+        emit("program", kind, etype, line, message, out.text())
+        exit_now(0)
+    for index, test_code in enumerate_(tests):
+        test_globals = dict_(program_globals)
+        # Tests see builtins as they were before the program ran: the worker's snapshot, which rebinding
+        # builtins.* does not reach. Not copied per test (that would copy-on-write the pages of ~150 builtin
+        # objects); only a program walking frames could reach it (see the module docstring).
+        test_globals["__builtins__"] = clean_builtins
+        try:
+            exec_(test_code, test_globals)
+        except BaseException_ as exc:
+            kind, etype, line, message = describe(exc)
+            emit("test", index, kind, etype, line, message)
+            if limits.get("fail_fast"):
+                break
+        else:
+            emit("test", index, "passed", "", "", "")
+    emit("done", len_(tests), out.text())
+    exit_now(0)
+
+
+def parse_records(raw: bytes, nonce: str) -> tuple[dict, dict | None, dict | None]:
+    """Records of this run (others are forged or truncated and ignored): tests, program error, done."""
+    tests: dict[int, tuple] = {}
+    program = done = None
+    for chunk in raw.decode("utf-8", "replace").split(RECORD):
+        fields = chunk.split(FIELD)
+        if len(fields) < 2 or fields[0] != nonce:
+            continue
+        tag = fields[1]
+        if tag == "test" and len(fields) == 7 and fields[2].isdigit():
+            tests.setdefault(int(fields[2]), tuple(fields[3:]))
+        elif tag == "program" and len(fields) == 7 and program is None:
+            program = dict(zip(("kind", "etype", "line", "message", "output"), fields[2:]))
+        elif tag == "done" and len(fields) == 4:
+            done = {"output": fields[3]}
+    return tests, program, done
+
+
+def _line(value: str) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def verdict(tests_total: int, records, outcome: dict) -> dict:
+    tests, program, done = records
+    passed = sum(1 for r in tests.values() if r[0] == "passed")
+    result = {
+        "tests_passed": passed,
+        "tests_total": tests_total,
+        "error_type": None,
+        "error_line": None,
+        "error_message": "",
+        "output": "",
+    }
+    if program is not None:
+        result.update(
+            verdict=program["kind"],
+            error_type=program["etype"],
+            error_line=_line(program["line"]),
+            error_message=program["message"],
+            output=program["output"],
+            tests_passed=0,
+        )
+        return result
+    if done is None and outcome["timed_out"]:
+        result.update(verdict="timeout", error_type="Timeout", error_message="timed out")
+        return result
+    if done is None:
+        sig = outcome["signal"]
+        if sig == signal.SIGXCPU:
+            result.update(verdict="timeout", error_type="CPUTimeLimit", error_message="timed out")
+        elif sig:  # SIGKILL included: without a memory cgroup it is the program (or the OOM killer), not us
+            name = signal.Signals(sig).name
+            result.update(verdict="runtime_error", error_type=name, error_message=f"killed by {name}")
+        else:
+            code = outcome["exit_code"]
+            result.update(
+                verdict="runtime_error",
+                error_type="EarlyExit",
+                error_message=f"exited with code {code} before the tests finished",
+            )
+        return result
+    result["output"] = done["output"]
+    failures = [tests[i] for i in sorted(tests) if tests[i][0] != "passed"]
+    if passed == tests_total:
+        result["verdict"] = "passed"
+    elif failures:
+        kind, etype, line, message = failures[0]
+        result.update(verdict=kind, error_type=etype, error_line=_line(line), error_message=message)
+    else:  # fail_fast stopped early without a recorded failure cannot happen; be explicit anyway
+        result.update(
+            verdict="runtime_error", error_type="IncompleteRun", error_message="tests did not all run"
+        )
+    return result
+
+
+def syntax_error(exc: Exception, tests_total: int, start: float) -> dict:
+    line = getattr(exc, "lineno", None)
+    return {
+        "verdict": "syntax_error",
+        "tests_passed": 0,
+        "tests_total": tests_total,
+        "error_type": type(exc).__name__,
+        "error_line": line if isinstance(line, int) else None,
+        "error_message": str(exc),
+        "output": "",
+        "duration_s": time.monotonic() - start,
+    }
