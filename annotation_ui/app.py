@@ -162,25 +162,30 @@ def launch_app(
     parsed = make_url(db_url)
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         blocked.append(str(Path(parsed.database).resolve().parent))
+
     from annotation_ui.render import page_css
 
-    demo.launch(
-        server_name=host or cfg.host,
-        server_port=port if port is not None else cfg.port,
-        auth=check_login,
-        auth_message="codealign annotation: log in with the account your admin created.",
-        share=False,
-        run_history=False,
-        enable_monitoring=False,
-        footer_links=[],
-        blocked_paths=blocked,
-        max_file_size="1mb",
-        root_path=cfg.root_path or None,
-        ssr_mode=False,
-        show_error=True,
-        quiet=not block,
-        prevent_thread_lock=not block,
-        css=page_css(),
-        head=f"<script>{_SHORTCUT_JS}</script>",
-    )
+    host, port = host or cfg.host, port if port is not None else cfg.port
+    try:
+        demo.launch(
+            server_name=host,
+            server_port=port,
+            auth=check_login,
+            auth_message="codealign annotation: log in with the account your admin created.",
+            share=False,
+            run_history=False,
+            enable_monitoring=False,
+            footer_links=[],
+            blocked_paths=blocked,
+            max_file_size="1mb",
+            root_path=cfg.root_path or None,
+            ssr_mode=False,
+            show_error=True,
+            quiet=not block,
+            prevent_thread_lock=not block,
+            css=page_css(),
+            head=f"<script>{_SHORTCUT_JS}</script>",
+        )
+    except OSError as exc:  # port taken, address not local, ...
+        raise UserError(f"cannot serve on {host}:{port} ({exc}); pick another --port or --host") from None
     return LaunchedApp(url=demo.local_url, demo=demo)
