@@ -47,6 +47,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from reward import _harness, _isolation
 
+del sys.path[0]  # programs do not get our source tree on their path
+
 # Imported before forking so that children find them in sys.modules (fast, and readable after the uid drop).
 # Each module makes every fork slower (more pages to map), so only the ones generated code uses most.
 PRELOADED = (
