@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from annotation_ui.assignment import Rejected
+from annotation_ui.assignment import Rejected, parse_id
 from annotation_ui.users import User
 from annotation_ui.views import CompletionView, load_completion_views
 from db.models import ArenaVote, Completion, Execution, Policy, Task, utcnow
@@ -144,10 +144,7 @@ def cast_vote(session: Session, user: User, vote_id, choice: str) -> Reveal:
     """Store the vote on a pending pair of this reviewer; return the policy names behind the sides."""
     if choice not in CHOICES:
         raise Rejected(f"vote {choice!r}: must be one of {', '.join(CHOICES)}")
-    try:
-        vote = session.get(ArenaVote, int(str(vote_id).strip()))
-    except (TypeError, ValueError):
-        raise Rejected(f"arena pair id {vote_id!r} is not a number") from None
+    vote = session.get(ArenaVote, parse_id(vote_id, "arena pair id"))
     if vote is None or vote.reviewer_id != user.id:
         raise Rejected(f"arena pair {vote_id} is not yours")
     if vote.winner is not None:

@@ -155,11 +155,19 @@ def claim_next(
     return None
 
 
-def _own_assignment(session: Session, user: User, assignment_id) -> Assignment:
+def parse_id(value, what: str) -> int:
+    """A row id sent by the client: a positive integer that fits the database's 64-bit column."""
     try:
-        aid = int(str(assignment_id).strip())
+        number = int(str(value).strip())
     except (TypeError, ValueError):
-        raise Rejected(f"assignment id {assignment_id!r} is not a number") from None
+        number = 0
+    if not 0 < number < 2**63:
+        raise Rejected(f"{what} {value!r} is not a number")
+    return number
+
+
+def _own_assignment(session: Session, user: User, assignment_id) -> Assignment:
+    aid = parse_id(assignment_id, "assignment id")
     assignment = session.get(Assignment, aid)
     if assignment is None or assignment.annotator_id != user.id:
         raise Rejected(f"assignment {aid} is not yours")

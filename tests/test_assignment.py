@@ -253,7 +253,7 @@ def test_forged_and_repeated_submissions_are_rejected(db_url):
         build(s, required=2)
         ann, bob = make_users(s, "ann", "bob")
         view = claim_next(s, ann, claim_ttl_minutes=TTL)
-        for forged in (view.assignment_id + 100, "1 OR 1=1", None):
+        for forged in (view.assignment_id + 100, "1 OR 1=1", None, 10**30, -1, "1e3"):
             with pytest.raises(Rejected):
                 submit_ranking(s, ann, forged, [1, 2])
         with pytest.raises(Rejected, match="not yours"):
