@@ -59,9 +59,13 @@ class ExecutionResult:
         return self.verdict == "passed"
 
     def db_fields(self) -> dict:
-        """Keyword arguments for ``db.models.Execution``."""
+        """Keyword arguments for ``db.models.Execution``. The table has no message column, so a failure's
+        ``Type: message`` line ends ``output``, where Python's own stderr would have put it."""
         fields = asdict(self)
-        fields.pop("error_message")
+        message = fields.pop("error_message")
+        if self.verdict != "passed" and self.error_type:
+            tail = f"{self.error_type}: {message}" if message else self.error_type
+            fields["output"] = f"{self.output.rstrip()}\n{tail}" if self.output.strip() else tail
         return fields
 
     @classmethod

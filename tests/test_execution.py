@@ -182,6 +182,12 @@ def test_degraded_mode_still_kills_background_daemons():
     assert not daemon.exists() or "zombie" in daemon.read_text()
 
 
+def test_db_fields_end_the_output_with_the_error_like_stderr_would(pool):
+    r = run(pool, "print('working')\ndef f():\n    return 1 / 0\n", ["f()"])
+    assert r.db_fields()["output"] == "working\nZeroDivisionError: division by zero"
+    assert run(pool, ADD, ["assert add(1, 1) == 2"]).db_fields()["output"] == ""
+
+
 def test_run_tests_convenience_and_db_fields():
     r = run_tests(ADD, ["assert add(1, 2) == 3"], timeout_s=2.0)
     assert r.passed
