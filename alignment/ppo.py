@@ -69,6 +69,7 @@ class PPORecipeConfig:
     gradient_accumulation_steps: int = 1
     num_mini_batches: int = 1
     forward_batch_size: int = 16  # rollout-time forward passes (no grad)
+    generation_batch_size: int = 64  # sequences per generate call
     max_steps: int = 100  # rollouts
     num_ppo_epochs: int = 4
     # --- optimisation
@@ -109,7 +110,7 @@ class PPORecipeConfig:
                 f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}"
             )
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_mini_batches",
-                     "forward_batch_size", "max_steps", "num_ppo_epochs", "max_completion_length"):
+                     "forward_batch_size", "generation_batch_size", "max_steps", "num_ppo_epochs", "max_completion_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0:
@@ -304,7 +305,7 @@ def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg: PPO
         try:
             rollouts = [r[0] for r in generate_rollouts(
                 (policy, tokenizer), prompts, n=1, temperature=cfg.temperature,
-                max_new_tokens=cfg.max_completion_length, seed=seed, batch_size=cfg.forward_batch_size)]
+                max_new_tokens=cfg.max_completion_length, seed=seed, batch_size=cfg.generation_batch_size)]
         finally:
             policy.generation_config.top_k = top_k
     enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
