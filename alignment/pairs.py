@@ -190,9 +190,9 @@ def split_by_task(pairs: list[PreferencePair], eval_fraction: float, seed: int =
         if int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < eval_fraction
     }
     if len(by_task) >= 2 and not held:  # tiny sets: hold out one task rather than none
-        held = {sorted(by_task)[0]}
+        held = {min(by_task)}
     if held == set(by_task):
-        held.discard(sorted(by_task)[0])
+        held.discard(min(by_task))
     train = [p for key, ps in by_task.items() if key not in held for p in ps]
     evaluation = [p for key, ps in by_task.items() if key in held for p in ps]
     return train, evaluation

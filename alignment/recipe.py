@@ -11,6 +11,8 @@ Heavy libraries (torch, transformers, trl, peft) are imported inside functions.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -85,9 +87,6 @@ def trainer_args(cfg: RecipeConfig, trl_config_cls: type, **stage_fields: Any):
     # Without an explicit use_cpu, TrainingArguments on a GPU-less host under accelerate computes DeepSpeed's
     # batch size for world size 1, and ZeRO-3 model init then fails its batch-size check.
     kwargs.setdefault("use_cpu", not cuda_available())
-    if cfg.gradient_checkpointing and cfg.lora.enabled:
-        # LoRA + ZeRO-3 + checkpointing needs reentrant checkpointing (GUIDE §1)
-        kwargs.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": True})
     try:
         return trl_config_cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -154,14 +153,34 @@ def save_final(trainer, cfg: RecipeConfig, tokenizer, auto_model_cls: str = "Aut
 
             model_cls = getattr(transformers, auto_model_cls)
             extra = {"num_labels": 1} if auto_model_cls == "AutoModelForSequenceClassification" else {}
-            base = model_cls.from_pretrained(cfg.model_name_or_path, **extra)
-            merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+            with single_process_loading():
+                base = model_cls.from_pretrained(cfg.model_name_or_path, **extra)
+                merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
             if extra:
                 merged.config.pad_token_id = tokenizer.pad_token_id
             merged.save_pretrained(cfg.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(cfg.output_dir)
     trainer.accelerator.wait_for_everyone()
+
+
+@contextmanager
+def single_process_loading() -> Iterator[None]:
+    """Let one rank load a model normally during a ZeRO-3 run.
+
+    While a ZeRO-3 trainer exists, ``from_pretrained`` enters ``deepspeed.zero.Init``, a collective call: on
+    rank 0 alone (merging LoRA, scoring held-out pairs) it would wait forever for the other ranks.
+    """
+    import transformers.integrations.deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref  # no public getter; the object is needed to restore it
+    active = ref() if ref is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if active is not None:
+            hf_deepspeed.set_hf_deepspeed_config(active)
 
 
 def train_metrics(train_output, trainer) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from alignment.recipe import (
     load_tokenizer,
     peft_config,
     save_final,
+    single_process_loading,
     train_metrics,
     trainer_args,
 )
@@ -125,7 +126,8 @@ def train(cfg: RewardModelRecipeConfig) -> TrainOutcome:
         save_final(trainer, cfg, tokenizer, auto_model_cls="AutoModelForSequenceClassification")
         metrics = {**train_metrics(result, trainer), "num_pairs": len(train_pairs), "num_held_out": len(held_out)}
         if held_out and is_main_process():
-            scorer = RewardModelScorer(cfg.output_dir, max_length=cfg.max_length or 512)
+            with single_process_loading():
+                scorer = RewardModelScorer(cfg.output_dir, max_length=cfg.max_length or 512)
             metrics["held_out_accuracy"] = pairwise_accuracy(scorer, held_out)
             metrics["train_accuracy"] = pairwise_accuracy(scorer, train_pairs[: len(held_out) * 4])
         return run.complete(metrics, policy_stage="reward")

@@ -23,7 +23,18 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"codealign: error: {exc}", file=sys.stderr)
         return 2
+    close_process_group()
     return 0
+
+
+def close_process_group() -> None:
+    """Leave together: a rank exiting while another still holds gloo/DeepSpeed threads can abort the latter
+    ("terminate called without an active exception"), failing a run that finished."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

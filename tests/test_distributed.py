@@ -46,7 +46,7 @@ def _train_zero3(stage: str, settings: dict, tmp_path: Path, db_url: str, env: d
         "--accelerate", str(ZERO3_CPU), "--num-processes", "2", "--main-process-port", str(_free_port()),
     ]
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=500)
+                          timeout=500, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -85,3 +85,18 @@ def test_grpo_under_zero3_with_two_processes(db_url, tiny_model_dir, tmp_path):
         "tasks": {"load_from": "generator", "limit": 8},
     }, tmp_path, db_url, env={"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
     _assert_trained_and_registered_once(db_url, tiny_model_dir, out, "grpo")
+
+
+@pytest.mark.slow
+def test_lora_dpo_under_zero3_merges_on_rank_zero(db_url, tiny_model_dir, tmp_path):
+    """LoRA + gradient checkpointing under ZeRO-3: rank 0 merges the adapter while rank 1 waits (a plain
+    from_pretrained on one rank would deadlock in zero.Init)."""
+    seed_scored_tasks(db_url, n_tasks=8)
+    out = tmp_path / "dpo_lora"
+    _train_zero3("dpo", {
+        **TINY_RUN, "model_name_or_path": str(tiny_model_dir), "output_dir": str(out), "learning_rate": 5e-2,
+        "per_device_train_batch_size": 2, "pairs": {"splits": ["train"]}, "gradient_checkpointing": True,
+        "lora": {"enabled": True, "r": 4},
+    }, tmp_path, db_url)
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    _assert_trained_and_registered_once(db_url, tiny_model_dir, out, "dpo")

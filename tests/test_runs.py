@@ -58,9 +58,8 @@ def test_completed_run_registers_policy_with_parent_lineage(db_url, tmp_path):
 
 def test_failure_is_recorded_and_reraised(db_url, tmp_path):
     cfg = RecipeConfig(model_name_or_path=_model_dir(tmp_path / "m"), output_dir=str(tmp_path / "out"))
-    with pytest.raises(RuntimeError, match="out of memory"):
-        with registered_run("grpo", cfg):
-            raise RuntimeError("out of memory")
+    with pytest.raises(RuntimeError, match="out of memory"), registered_run("grpo", cfg):
+        raise RuntimeError("out of memory")
     runs, policies = _rows(db_url)
     assert runs[0].status == "failed" and runs[0].error == "RuntimeError: out of memory"
     assert [p.name for p in policies] == ["m"]  # the start checkpoint only: no policy for a failed run
