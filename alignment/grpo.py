@@ -48,6 +48,7 @@ from alignment.runs import TrainOutcome, registered_run
 
 ENGINE_REWARDS = ("execution", "static", "combined")
 
+
 @dataclass
 class PromptSelection(TaskSelection):
     """The GRPO prompts: as TaskSelection, but a YAML that sets only ``tasks.dataset`` still gets ``pool``."""
@@ -77,7 +78,9 @@ class GRPORecipeConfig(RecipeConfig):
                 f"reward_weights: {len(self.reward_weights)} weights for {len(self.reward_funcs)} reward_funcs"
             )
         if not self.reward_funcs:
-            raise ConfigError("reward_funcs: name at least one reward (execution, static, combined, reward_model)")
+            raise ConfigError(
+                "reward_funcs: name at least one reward (execution, static, combined, reward_model)"
+            )
 
 
 def engine_reward(name: str, cfg: GRPORecipeConfig) -> Callable:
@@ -128,8 +131,10 @@ def build_dataset(cfg: GRPORecipeConfig):
 
     specs = load_tasks(cfg.tasks)
     return Dataset.from_list(
-        [{"prompt": t.prompt, "tests": list(t.tests), "entry_point": t.entry_point, "task_id": t.task_id}
-         for t in specs]
+        [
+            {"prompt": t.prompt, "tests": list(t.tests), "entry_point": t.entry_point, "task_id": t.task_id}
+            for t in specs
+        ]
     )
 
 
@@ -153,5 +158,9 @@ def train(cfg: GRPORecipeConfig) -> TrainOutcome:
         )
         result = trainer.train(resume_from_checkpoint=run.resume_from)
         save_final(trainer, cfg, tokenizer)
-        metrics = {**train_metrics(result, trainer), "num_prompts": len(dataset), "reward_funcs": cfg.reward_funcs}
+        metrics = {
+            **train_metrics(result, trainer),
+            "num_prompts": len(dataset),
+            "reward_funcs": cfg.reward_funcs,
+        }
         return run.complete(metrics, policy_stage="grpo")

@@ -32,7 +32,11 @@ class LaunchResult:
 
 
 def build_command(
-    stage: str, config_path: str, overrides: list[str], accelerate_config: str, num_processes: int | None = None,
+    stage: str,
+    config_path: str,
+    overrides: list[str],
+    accelerate_config: str,
+    num_processes: int | None = None,
     main_process_port: int | None = None,
 ) -> list[str]:
     """The argv of the launch (pure: checks the accelerate config file but starts nothing)."""
@@ -50,13 +54,20 @@ def build_command(
 
 
 def launch(
-    stage: str, config_path: str, overrides: list[str], accelerate_config: str, num_processes: int | None = None,
-    main_process_port: int | None = None, env: dict[str, str] | None = None,
+    stage: str,
+    config_path: str,
+    overrides: list[str],
+    accelerate_config: str,
+    num_processes: int | None = None,
+    main_process_port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> LaunchResult:
     """Run the launch in the foreground, streaming its output; returns when every process has exited."""
     if not Path(config_path).is_file():
         raise UserError(f"config file not found: {config_path}")
-    command = build_command(stage, config_path, overrides, accelerate_config, num_processes, main_process_port)
+    command = build_command(
+        stage, config_path, overrides, accelerate_config, num_processes, main_process_port
+    )
     start = time.monotonic()
     completed = subprocess.run(command, env={**os.environ, **(env or {})}, check=False)
     return LaunchResult(command, completed.returncode, time.monotonic() - start)

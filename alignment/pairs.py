@@ -80,18 +80,23 @@ def execution_pairs_for_task(
 ) -> list[PreferencePair]:
     """Pairs of one task under the AceCoder-style filter (pure function; see the module docstring)."""
     best: dict[str, float] = {}
-    for c in completions:  # identical texts: one candidate (their pass rates agree unless flaky; keep the max)
+    for (
+        c
+    ) in completions:  # identical texts: one candidate (their pass rates agree unless flaky; keep the max)
         best[c.text] = max(best.get(c.text, 0.0), c.pass_rate)
     ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
     chosen = [(t, p) for t, p in ranked if p >= settings.min_chosen_pass]
     combos = []  # (j, i, pair): the i-th chosen with its j-th worst admissible rejected
     for i, (text_c, p_c) in enumerate(chosen):
         rejected = [
-            (t, p) for t, p in reversed(ranked)
+            (t, p)
+            for t, p in reversed(ranked)
             if p_c - p >= settings.min_gap - 1e-9 and (p > 0 or settings.rejected_may_fail_all)
         ]
         for j, (text_r, p_r) in enumerate(rejected):
-            combos.append((j, i, PreferencePair(prompt, text_c, text_r, round(p_c - p_r, 6), "execution", task_id)))
+            combos.append(
+                (j, i, PreferencePair(prompt, text_c, text_r, round(p_c - p_r, 6), "execution", task_id))
+            )
     # Round-robin: every chosen text gets its worst rejected before any gets a second one.
     return [pair for _, _, pair in sorted(combos, key=lambda c: c[:2])[: settings.max_pairs_per_task]]
 
@@ -103,15 +108,24 @@ def execution_pairs(settings: PairSettings, db_url: str | None = None) -> list[P
     from db.session import session_scope
 
     query = (
-        select(Task.id, Task.task_id, Task.prompt, Completion.text, Execution.tests_passed, Execution.tests_total,
-               Execution.verdict)
+        select(
+            Task.id,
+            Task.task_id,
+            Task.prompt,
+            Completion.text,
+            Execution.tests_passed,
+            Execution.tests_total,
+            Execution.verdict,
+        )
         .join(Completion, Completion.task_id == Task.id)
         .join(Execution, Execution.completion_id == Completion.id)
         .where(Task.source == settings.dataset, Task.split.in_(settings.splits))
         .order_by(Task.id, Completion.id)
     )
     if settings.policies:
-        query = query.join(Policy, Policy.id == Completion.policy_id).where(Policy.name.in_(settings.policies))
+        query = query.join(Policy, Policy.id == Completion.policy_id).where(
+            Policy.name.in_(settings.policies)
+        )
     by_task: dict[int, tuple[str, str, list[ScoredCompletion]]] = {}
     with session_scope(db_url) as session:
         for row_id, task_id, prompt, text, passed, total, verdict in session.execute(query):
@@ -147,15 +161,25 @@ def read_export(path: str | Path) -> list[PreferencePair]:
     path = Path(path)
     jsonl = path / "preferences.jsonl" if path.is_dir() else path
     if not jsonl.is_file():
-        raise UserError(f"pairs.human_export_dir: no preferences.jsonl in {path} (run `codealign export preferences`)")
+        raise UserError(
+            f"pairs.human_export_dir: no preferences.jsonl in {path} (run `codealign export preferences`)"
+        )
     pairs = []
     for n, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            pairs.append(PreferencePair(row["prompt"], row["chosen"], row["rejected"], float(row.get("margin", 0.0)),
-                                        "human", str(row.get("task_id", ""))))
+            pairs.append(
+                PreferencePair(
+                    row["prompt"],
+                    row["chosen"],
+                    row["rejected"],
+                    float(row.get("margin", 0.0)),
+                    "human",
+                    str(row.get("task_id", "")),
+                )
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{jsonl}:{n}: not a preference row ({type(exc).__name__}: {exc})") from None
     return pairs
@@ -168,7 +192,9 @@ def build_pairs(settings: PairSettings, db_url: str | None = None) -> list[Prefe
         pairs += human_pairs(settings, db_url)
     if settings.source in ("execution", "mixed"):
         seen = {(p.prompt, p.chosen, p.rejected) for p in pairs}
-        pairs += [p for p in execution_pairs(settings, db_url) if (p.prompt, p.chosen, p.rejected) not in seen]
+        pairs += [
+            p for p in execution_pairs(settings, db_url) if (p.prompt, p.chosen, p.rejected) not in seen
+        ]
     if not pairs:
         raise UserError(
             f"no {settings.source} preference pairs for suite '{settings.dataset}' split(s) "
@@ -186,7 +212,8 @@ def split_by_task(pairs: list[PreferencePair], eval_fraction: float, seed: int =
     for p in pairs:
         by_task[p.task_id or p.prompt].append(p)
     held = {
-        key for key in by_task
+        key
+        for key in by_task
         if int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < eval_fraction
     }
     if len(by_task) >= 2 and not held:  # tiny sets: hold out one task rather than none

@@ -56,7 +56,9 @@ class RecipeConfig:
     save_steps: float = 500
     save_total_limit: int | None = 2
     report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, mlflow (if installed)
-    bf16: bool | None = None  # None: bf16 where the GPU supports it, fp32 on CPU (same YAML on laptop and node)
+    bf16: bool | None = (
+        None  # None: bf16 where the GPU supports it, fp32 on CPU (same YAML on laptop and node)
+    )
     gradient_checkpointing: bool = False
     resume: bool = True  # continue from the last checkpoint-N in output_dir when there is one
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -71,7 +73,9 @@ def check_common(cfg: RecipeConfig) -> None:
         raise UserError("output_dir is not set (e.g. output_dir=runs/dpo)")
     # Local directories only: a hub id would download weights, which this project never does implicitly.
     if not (Path(cfg.model_name_or_path) / "config.json").is_file():
-        raise UserError(f"model_name_or_path: no Hugging Face model (config.json) in {cfg.model_name_or_path}")
+        raise UserError(
+            f"model_name_or_path: no Hugging Face model (config.json) in {cfg.model_name_or_path}"
+        )
     for target in cfg.report_to:
         if target == "mlflow" and importlib.util.find_spec("mlflow") is None:
             raise UserError("report_to: mlflow is not installed (pip install mlflow), or use tensorboard")
@@ -129,7 +133,9 @@ def load_tokenizer(path: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as exc:
-        raise UserError(f"model_name_or_path: cannot load a tokenizer from {path} ({exc})".splitlines()[0]) from None
+        raise UserError(
+            f"model_name_or_path: cannot load a tokenizer from {path} ({exc})".splitlines()[0]
+        ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -211,7 +217,9 @@ def load_tasks(selection: TaskSelection, db_url: str | None = None) -> list[Task
         raise UserError(f"tasks.splits: unknown split {bad[0]!r} (choose from {', '.join(SPLITS)})")
     if selection.load_from == "generator":
         if selection.dataset != "basic":
-            raise UserError(f"tasks.load_from=generator only generates the 'basic' suite, not {selection.dataset!r}")
+            raise UserError(
+                f"tasks.load_from=generator only generates the 'basic' suite, not {selection.dataset!r}"
+            )
         from alignment.tasks.basic import generate_suite
 
         specs = [t for t in generate_suite(selection.generator_seed) if t.split in selection.splits]
@@ -223,10 +231,20 @@ def load_tasks(selection: TaskSelection, db_url: str | None = None) -> list[Task
 
         with session_scope(db_url) as session:
             rows = session.scalars(
-                select(Task).where(Task.source == selection.dataset, Task.split.in_(selection.splits)).order_by(Task.id)
+                select(Task)
+                .where(Task.source == selection.dataset, Task.split.in_(selection.splits))
+                .order_by(Task.id)
             ).all()
             specs = [
-                TaskSpec(r.task_id, r.prompt, r.entry_point, list(r.tests), r.reference_solution, r.split, dict(r.meta))
+                TaskSpec(
+                    r.task_id,
+                    r.prompt,
+                    r.entry_point,
+                    list(r.tests),
+                    r.reference_solution,
+                    r.split,
+                    dict(r.meta),
+                )
                 for r in rows
             ]
         if not specs:

@@ -16,6 +16,7 @@ measured with the same :class:`RewardModelScorer` the GRPO stage and the reward 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,9 @@ class RewardModelScorer:
 
         self.tokenizer = load_tokenizer(path)
         self.tokenizer.padding_side = "right"
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # under accelerate every rank scores on its own GPU (LOCAL_RANK), not all on cuda:0
+        local_gpu = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        self.device = device or (local_gpu if torch.cuda.is_available() else "cpu")
         self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -77,8 +80,12 @@ class RewardModelScorer:
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
                 batch = self.tokenizer(
-                    texts[start : start + self.batch_size], return_tensors="pt", padding=True,
-                    truncation=True, max_length=self.max_length, add_special_tokens=False,
+                    texts[start : start + self.batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    add_special_tokens=False,
                 ).to(self.device)
                 scores += self.model(**batch).logits[:, 0].float().tolist()
         return scores
@@ -92,7 +99,9 @@ class RewardModelScorer:
         return reward_model
 
 
-def pairwise_accuracy(score: Callable[[list[str], list[str]], list[float]], pairs: list[PreferencePair]) -> float:
+def pairwise_accuracy(
+    score: Callable[[list[str], list[str]], list[float]], pairs: list[PreferencePair]
+) -> float:
     """Share of pairs with score(chosen) > score(rejected); ties count as wrong."""
     prompts = [p.prompt for p in pairs]
     chosen = score(prompts, [p.chosen for p in pairs])
@@ -124,7 +133,11 @@ def train(cfg: RewardModelRecipeConfig) -> TrainOutcome:
         )
         result = trainer.train(resume_from_checkpoint=run.resume_from)
         save_final(trainer, cfg, tokenizer, auto_model_cls="AutoModelForSequenceClassification")
-        metrics = {**train_metrics(result, trainer), "num_pairs": len(train_pairs), "num_held_out": len(held_out)}
+        metrics = {
+            **train_metrics(result, trainer),
+            "num_pairs": len(train_pairs),
+            "num_held_out": len(held_out),
+        }
         if held_out and is_main_process():
             with single_process_loading():
                 scorer = RewardModelScorer(cfg.output_dir, max_length=cfg.max_length or 512)

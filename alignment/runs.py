@@ -81,7 +81,9 @@ def parent_policy_id(session, model_name_or_path: str) -> int:
 
     from db.models import Policy
 
-    path = str(Path(model_name_or_path).resolve()) if Path(model_name_or_path).exists() else model_name_or_path
+    path = (
+        str(Path(model_name_or_path).resolve()) if Path(model_name_or_path).exists() else model_name_or_path
+    )
     policy = session.scalars(select(Policy).where(Policy.checkpoint_path == path).order_by(Policy.id)).first()
     if policy is not None:
         return policy.id
@@ -151,8 +153,12 @@ def start_run(stage: str, cfg: Any, db_url: str | None = None) -> RunHandle:
     output_dir = str(Path(cfg.output_dir).resolve())
     name = cfg.policy_name or Path(output_dir).name
     handle = RunHandle(
-        stage=stage, output_dir=output_dir, policy_name=name, config=to_dict(cfg),
-        resume_from=last_checkpoint(output_dir) if cfg.resume else None, db_url=db_url,
+        stage=stage,
+        output_dir=output_dir,
+        policy_name=name,
+        config=to_dict(cfg),
+        resume_from=last_checkpoint(output_dir) if cfg.resume else None,
+        db_url=db_url,
     )
     if not is_main_process():
         return handle
@@ -163,8 +169,11 @@ def start_run(stage: str, cfg: Any, db_url: str | None = None) -> RunHandle:
         if handle.resume_from:
             run = session.scalars(
                 select(TrainingRun)
-                .where(TrainingRun.stage == stage, TrainingRun.output_dir == output_dir,
-                       TrainingRun.status != "completed")
+                .where(
+                    TrainingRun.stage == stage,
+                    TrainingRun.output_dir == output_dir,
+                    TrainingRun.status != "completed",
+                )
                 .order_by(TrainingRun.id.desc())
             ).first()
         if run is None:
@@ -176,7 +185,10 @@ def start_run(stage: str, cfg: Any, db_url: str | None = None) -> RunHandle:
         run.status = "running"
         run.error = None
         run.base_policy_id = handle.parent_policy_id
-        run.metrics = {**(run.metrics or {}), **({"resumed_from": handle.resume_from} if handle.resume_from else {})}
+        run.metrics = {
+            **(run.metrics or {}),
+            **({"resumed_from": handle.resume_from} if handle.resume_from else {}),
+        }
         handle.run_id = run.id
     return handle
 

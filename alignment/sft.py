@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alignment.errors import UserError
 from alignment.recipe import (
     RecipeConfig,
     TaskSelection,
@@ -29,7 +30,6 @@ from alignment.recipe import (
     train_metrics,
     trainer_args,
 )
-from alignment.errors import UserError
 from alignment.runs import TrainOutcome, registered_run
 
 
@@ -47,7 +47,9 @@ def build_dataset(cfg: SFTRecipeConfig):
     from datasets import Dataset
 
     if "pool" in cfg.tasks.splits:
-        raise UserError("tasks.splits: SFT cannot use the pool split (RL prompts; its references are not for training)")
+        raise UserError(
+            "tasks.splits: SFT cannot use the pool split (RL prompts; its references are not for training)"
+        )
     specs = [t for t in load_tasks(cfg.tasks) if t.reference_solution]
     if not specs:
         raise UserError(f"SFT: no task with a reference solution in split(s) {','.join(cfg.tasks.splits)}")
@@ -60,8 +62,13 @@ def tokenize_separately(dataset, tokenizer):
     def encode(row):
         # no special tokens: exactly the ids the sampler (alignment.generation) and TRL's GRPO feed the model
         prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
-        completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+        completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [
+            tokenizer.eos_token_id
+        ]
+        return {
+            "input_ids": prompt + completion,
+            "completion_mask": [0] * len(prompt) + [1] * len(completion),
+        }
 
     return dataset.map(encode, remove_columns=dataset.column_names)
 

@@ -43,16 +43,30 @@ def register(parser: argparse.ArgumentParser) -> None:
     # argparse fills positionals once, before the options; overrides written after --config FILE are
     # therefore collected by --config itself (first value = the file).
     parser.add_argument(
-        "words", nargs="+", metavar="STAGE", help=f"stage: {', '.join(sorted(STAGES))} (then optional key=value)",
+        "words",
+        nargs="+",
+        metavar="STAGE",
+        help=f"stage: {', '.join(sorted(STAGES))} (then optional key=value)",
     )
     parser.add_argument(
-        "--config", nargs="+", required=True, metavar="FILE.yaml [key=value ...]",
+        "--config",
+        nargs="+",
+        required=True,
+        metavar="FILE.yaml [key=value ...]",
         help="stage config (see configs/), then config overrides (dotted keys reach nested sections)",
     )
-    parser.add_argument("--accelerate", metavar="CFG.yaml", help="launch through `accelerate launch` with this config")
-    parser.add_argument("--num-processes", type=int, help="processes for --accelerate (default: the config's)")
-    parser.add_argument("--main-process-port", type=int, help="rendezvous port for --accelerate (default 29500)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument(
+        "--accelerate", metavar="CFG.yaml", help="launch through `accelerate launch` with this config"
+    )
+    parser.add_argument(
+        "--num-processes", type=int, help="processes for --accelerate (default: the config's)"
+    )
+    parser.add_argument(
+        "--main-process-port", type=int, help="rendezvous port for --accelerate (default 29500)"
+    )
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as JSON and exit"
+    )
     parser.set_defaults(func=handle)
 
 
@@ -79,8 +93,10 @@ def print_outcome(outcome) -> None:
     if not is_main_process():
         return
     shown = {k: v for k, v in outcome.metrics.items() if k != "log_history"}
-    print(f"{outcome.stage}: policy {outcome.policy_name!r} (id {outcome.policy_id}, run {outcome.run_id})"
-          f" -> {outcome.output_dir}")
+    print(
+        f"{outcome.stage}: policy {outcome.policy_name!r} (id {outcome.policy_id}, run {outcome.run_id})"
+        f" -> {outcome.output_dir}"
+    )
     if outcome.resumed_from:
         print(f"resumed from {outcome.resumed_from}")
     print(json.dumps(shown, indent=2, default=str))
@@ -110,10 +126,18 @@ def handle(args: argparse.Namespace) -> int:
     if args.accelerate:
         from alignment.launcher import launch
 
-        result = launch(args.stage, args.config, args.overrides, args.accelerate, args.num_processes,
-                        args.main_process_port)
+        result = launch(
+            args.stage,
+            args.config,
+            args.overrides,
+            args.accelerate,
+            args.num_processes,
+            args.main_process_port,
+        )
         if result.returncode != 0:
-            raise UserError(f"accelerate launch exited with code {result.returncode}: {' '.join(result.command)}")
+            raise UserError(
+                f"accelerate launch exited with code {result.returncode}: {' '.join(result.command)}"
+            )
         return 0
     print_outcome(importlib.import_module(STAGES[args.stage][0]).train(cfg))
     return 0

@@ -28,8 +28,20 @@ def _pairs_file(directory: Path, n: int) -> Path:
 
     tasks = [t for t in generate_suite(0) if t.split == "train"][:n]
     path = directory / "preferences.jsonl"
-    path.write_text("".join(json.dumps({"prompt": t.prompt, "chosen": t.reference_solution,
-                                        "rejected": "    return None\n", "task_id": t.task_id}) + "\n" for t in tasks))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": t.prompt,
+                    "chosen": t.reference_solution,
+                    "rejected": "    return None\n",
+                    "task_id": t.task_id,
+                }
+            )
+            + "\n"
+            for t in tasks
+        )
+    )
     return path
 
 
@@ -82,8 +94,15 @@ def main() -> None:
         print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; model {model}")
         for stage in args.stages.split(","):
             times.clear()
-            overrides = {"model_name_or_path": model, "output_dir": str(tmp / stage), "max_steps": args.steps,
-                         "save_strategy": "no", "report_to": ["none"], "logging_steps": 1, **stage_extra[stage]}
+            overrides = {
+                "model_name_or_path": model,
+                "output_dir": str(tmp / stage),
+                "max_steps": args.steps,
+                "save_strategy": "no",
+                "report_to": ["none"],
+                "logging_steps": 1,
+                **stage_extra[stage],
+            }
             cfg = load_config(stage_config_class(stage), ROOT / "configs" / yaml_of[stage], overrides)
             module = __import__(STAGES[stage][0], fromlist=["train"])
             start = time.perf_counter()
@@ -91,8 +110,10 @@ def main() -> None:
             total = time.perf_counter() - start
             steady = times[1:] or times
             batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-            print(f"{stage:7s} batch {batch:3d}: {statistics.mean(steady):.2f} s/step "
-                  f"(min {min(steady):.2f}, first {times[0]:.2f}); whole run incl. load/save {total:.1f} s")
+            print(
+                f"{stage:7s} batch {batch:3d}: {statistics.mean(steady):.2f} s/step "
+                f"(min {min(steady):.2f}, first {times[0]:.2f}); whole run incl. load/save {total:.1f} s"
+            )
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 

@@ -23,7 +23,9 @@ def seed_scored_tasks(db_url: str, n_tasks: int = 12, splits=("train",)) -> list
     specs = [t for split in splits for t in [s for s in suite if s.split == split][:n_tasks]]
     with session_scope(db_url) as session:
         import_tasks(session, specs, "basic", "cli:test@host")
-        policy = Policy(name="sampler", checkpoint_path="/nonexistent/sampler", stage="sft", created_by="cli:test")
+        policy = Policy(
+            name="sampler", checkpoint_path="/nonexistent/sampler", stage="sft", created_by="cli:test"
+        )
         session.add(policy)
         session.flush()
         for task in session.query(Task).order_by(Task.id):
@@ -33,14 +35,21 @@ def seed_scored_tasks(db_url: str, n_tasks: int = 12, splits=("train",)) -> list
                 else:
                     # a harmless extra statement keeps partial/full texts distinct
                     text = suffix + (task.reference_solution or "    return None\n")
-                completion = Completion(task_id=task.id, policy_id=policy.id, text=text, sample_index=index,
-                                        created_by="run:0")
+                completion = Completion(
+                    task_id=task.id, policy_id=policy.id, text=text, sample_index=index, created_by="run:0"
+                )
                 session.add(completion)
                 session.flush()
-                session.add(Execution(
-                    completion_id=completion.id, verdict="passed" if passed == 5 else "failed",
-                    tests_passed=passed, tests_total=5, isolation="none", created_by="run:0",
-                ))
+                session.add(
+                    Execution(
+                        completion_id=completion.id,
+                        verdict="passed" if passed == 5 else "failed",
+                        tests_passed=passed,
+                        tests_total=5,
+                        isolation="none",
+                        created_by="run:0",
+                    )
+                )
     return [s.task_id for s in specs]
 
 

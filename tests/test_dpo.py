@@ -26,16 +26,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _overrides(model_dir, out, **extra):
     return {
-        **TINY_RUN, "model_name_or_path": str(model_dir), "output_dir": str(out), "learning_rate": 1e-2,
-        "pairs": {"splits": ["train"]}, **extra,
+        **TINY_RUN,
+        "model_name_or_path": str(model_dir),
+        "output_dir": str(out),
+        "learning_rate": 1e-2,
+        "pairs": {"splits": ["train"]},
+        **extra,
     }
 
 
 def test_dpo_trains_on_db_pairs_with_precomputed_reference(db_url, tiny_model_dir, tmp_path):
     seed_scored_tasks(db_url, n_tasks=8)
     out = tmp_path / "dpo"
-    cfg = load_config(DPORecipeConfig, None, _overrides(
-        tiny_model_dir, out, precompute_ref_log_probs=True, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5]))
+    cfg = load_config(
+        DPORecipeConfig,
+        None,
+        _overrides(
+            tiny_model_dir,
+            out,
+            precompute_ref_log_probs=True,
+            loss_type=["sigmoid", "sft"],
+            loss_weights=[1.0, 0.5],
+        ),
+    )
     outcome = train(cfg)
 
     assert outcome.metrics["num_pairs"] == 8 and outcome.metrics["pair_sources"] == ["execution"]
@@ -58,8 +71,13 @@ def test_no_pairs_is_one_line_error_and_no_run_row(db_url, tiny_model_dir, tmp_p
 def test_trl_errors_are_one_line_config_errors(db_url, tiny_model_dir, tmp_path):
     seed_scored_tasks(db_url, n_tasks=2)
     with pytest.raises(ConfigError, match="trl_extra: 'max_prompt_length' is not a DPOConfig field"):
-        train(load_config(DPORecipeConfig, None, _overrides(tiny_model_dir, tmp_path / "o",
-                                                            trl_extra={"max_prompt_length": 10})))
+        train(
+            load_config(
+                DPORecipeConfig,
+                None,
+                _overrides(tiny_model_dir, tmp_path / "o", trl_extra={"max_prompt_length": 10}),
+            )
+        )
 
 
 def test_shipped_yaml_builds_trl_config():
@@ -75,13 +93,23 @@ def test_killed_run_resumes_from_its_last_checkpoint(db_url, tiny_model_dir, tmp
     seed_scored_tasks(db_url, n_tasks=8)
     out = tmp_path / "dpo"
     config = tmp_path / "dpo.yaml"
-    settings = _overrides(tiny_model_dir, out, max_steps=500, save_strategy="steps", save_steps=1,
-                          save_total_limit=None, per_device_train_batch_size=2)
+    settings = _overrides(
+        tiny_model_dir,
+        out,
+        max_steps=500,
+        save_strategy="steps",
+        save_steps=1,
+        save_total_limit=None,
+        per_device_train_batch_size=2,
+    )
     config.write_text(yaml.safe_dump(settings))
     child = subprocess.Popen(
         [sys.executable, "-m", "alignment.train_cli_entry", "dpo", "--config", str(config)],
-        cwd=ROOT, env={**os.environ, "CODEALIGN_DB_URL": db_url},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ROOT,
+        env={**os.environ, "CODEALIGN_DB_URL": db_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180

@@ -19,14 +19,14 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 # A reward with variance even for a random-weight model (execution alone gives every sample -1: zero
 # advantage, zero gradient). It records the columns it received so the test can check them.
-REWARD_MODULE = '''
+REWARD_MODULE = """
 import json, os
 def length_reward(prompts, completions, **columns):
     with open(os.environ["GRPO_TEST_LOG"], "a") as fh:
         fh.write(json.dumps({"keys": sorted(columns), "tests": columns["tests"][0],
                              "entry_point": columns["entry_point"][0], "prompt": prompts[0]}) + "\\n")
     return [min(len(c), 40) / 40 for c in completions]
-'''
+"""
 
 
 @pytest.fixture
@@ -41,12 +41,22 @@ def length_reward(tmp_path, monkeypatch):
 
 def _cfg(model_dir, out, **extra):
     run = {k: v for k, v in TINY_RUN.items() if k != "max_length"}
-    return load_config(GRPORecipeConfig, None, {
-        **run, "model_name_or_path": str(model_dir), "output_dir": str(out), "learning_rate": 1e-2,
-        "num_generations": 4, "max_completion_length": 12,
-        "reward_funcs": ["execution", "grpo_test_rewards:length_reward"], "reward_weights": [1.0, 0.5],
-        "tasks": {"load_from": "generator", "limit": 8}, **extra,
-    })
+    return load_config(
+        GRPORecipeConfig,
+        None,
+        {
+            **run,
+            "model_name_or_path": str(model_dir),
+            "output_dir": str(out),
+            "learning_rate": 1e-2,
+            "num_generations": 4,
+            "max_completion_length": 12,
+            "reward_funcs": ["execution", "grpo_test_rewards:length_reward"],
+            "reward_weights": [1.0, 0.5],
+            "tasks": {"load_from": "generator", "limit": 8},
+            **extra,
+        },
+    )
 
 
 def test_grpo_trains_with_columns_reaching_the_rewards(db_url, tiny_model_dir, tmp_path, length_reward):
@@ -85,8 +95,9 @@ def test_reward_resolution_errors(tiny_model_dir, tmp_path):
 def test_engine_rewards_get_unit_weights_so_reward_weights_rule(tiny_model_dir, tmp_path):
     static = resolve_reward("static", _cfg(tiny_model_dir, tmp_path))
     assert static.config.static_weight == 1.0 and static.config.execution_weight == 1.0
-    combined = resolve_reward("combined", _cfg(tiny_model_dir, tmp_path,
-                                               reward_config=str(CONFIGS / "reward_weights.yaml")))
+    combined = resolve_reward(
+        "combined", _cfg(tiny_model_dir, tmp_path, reward_config=str(CONFIGS / "reward_weights.yaml"))
+    )
     assert combined.config.static_weight == 0.1  # combined keeps the reward config's own weights
 
 

@@ -19,8 +19,16 @@ ZERO3 = str(ROOT / "configs" / "accelerate" / "zero3.yaml")
 def test_build_command_runs_the_entry_module_under_accelerate():
     cmd = build_command("dpo", "configs/dpo.yaml", ["beta=0.3", "pairs.source=mixed"], ZERO3, 8, 29611)
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert cmd[3:11] == ["--config_file", ZERO3, "--num_processes", "8", "--main_process_port", "29611",
-                         "-m", "alignment.train_cli_entry"]
+    assert cmd[3:11] == [
+        "--config_file",
+        ZERO3,
+        "--num_processes",
+        "8",
+        "--main_process_port",
+        "29611",
+        "-m",
+        "alignment.train_cli_entry",
+    ]
     assert cmd[11:] == ["dpo", "--config", "configs/dpo.yaml", "beta=0.3", "pairs.source=mixed"]
     assert "--num_processes" not in build_command("sft", "c.yaml", [], ZERO3)  # the config file's count
 

@@ -25,16 +25,24 @@ from db.session import session_scope
 
 def _pairs(scores, **settings):
     completions = [ScoredCompletion(text, rate) for text, rate in scores]
-    return [(p.chosen, p.rejected, p.margin) for p in
-            execution_pairs_for_task("P", "t1", completions, PairSettings(**settings))]
+    return [
+        (p.chosen, p.rejected, p.margin)
+        for p in execution_pairs_for_task("P", "t1", completions, PairSettings(**settings))
+    ]
 
 
 def test_acecoder_filter_by_hand():
     scores = [("a", 1.0), ("b", 0.8), ("c", 0.6), ("d", 0.2), ("e", 0.0)]
     # chosen >= 0.8; gap >= 0.4; rejected > 0: a->d (0.8), a->c (0.4), b->d (0.6); e fails everything
     assert _pairs(scores, max_pairs_per_task=10) == [("a", "d", 0.8), ("b", "d", 0.6), ("a", "c", 0.4)]
-    assert _pairs(scores, max_pairs_per_task=10, rejected_may_fail_all=True)[:2] == [("a", "e", 1.0), ("b", "e", 0.8)]
-    assert _pairs(scores, max_pairs_per_task=2) == [("a", "d", 0.8), ("b", "d", 0.6)]  # each chosen used once first
+    assert _pairs(scores, max_pairs_per_task=10, rejected_may_fail_all=True)[:2] == [
+        ("a", "e", 1.0),
+        ("b", "e", 0.8),
+    ]
+    assert _pairs(scores, max_pairs_per_task=2) == [
+        ("a", "d", 0.8),
+        ("b", "d", 0.6),
+    ]  # each chosen used once first
     assert _pairs(scores, min_chosen_pass=1.0, min_gap=0.9, rejected_may_fail_all=True) == [("a", "e", 1.0)]
 
 
@@ -80,7 +88,9 @@ def _rank(db_url, ranks_by_annotator):
             who = Annotator(name=name, password_hash="x", created_by="cli:t")
             s.add(who)
             s.flush()
-            ranking = Ranking(item_id=item.id, annotator_id=who.id, display_order=ids, created_by=f"annotator:{name}")
+            ranking = Ranking(
+                item_id=item.id, annotator_id=who.id, display_order=ids, created_by=f"annotator:{name}"
+            )
             ranking.entries = [RankingEntry(completion_id=c, rank=r) for c, r in zip(ids, ranks)]
             s.add(ranking)
         return task.prompt, [c.text for c in completions]
@@ -92,7 +102,10 @@ def test_human_pairs_from_db_rankings_and_mixed(db_url):
     prompt, texts = _rank(db_url, {"ann": [2, 3, 1], "bob": [2, 3, 1]})
     human = build_pairs(PairSettings(source="human", splits=["train"]))
     assert {(p.chosen, p.rejected, p.margin) for p in human} == {
-        (texts[2], texts[0], 1.0), (texts[2], texts[1], 2.0), (texts[0], texts[1], 1.0)}
+        (texts[2], texts[0], 1.0),
+        (texts[2], texts[1], 2.0),
+        (texts[0], texts[1], 1.0),
+    }
     assert all(p.prompt == prompt and p.source == "human" for p in human)
     mixed = build_pairs(PairSettings(source="mixed", splits=["train"]))
     assert mixed[: len(human)] == human
@@ -101,12 +114,17 @@ def test_human_pairs_from_db_rankings_and_mixed(db_url):
 
 
 def test_human_pairs_from_an_export_directory(tmp_path, db_url):
-    rows = [{"prompt": "p", "chosen": "a", "rejected": "b", "margin": 2.0, "task_id": "t"},
-            {"prompt": "q", "chosen": "c", "rejected": "d"}]
+    rows = [
+        {"prompt": "p", "chosen": "a", "rejected": "b", "margin": 2.0, "task_id": "t"},
+        {"prompt": "q", "chosen": "c", "rejected": "d"},
+    ]
     (tmp_path / "preferences.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     pairs = build_pairs(PairSettings(source="human", human_export_dir=str(tmp_path)))
-    assert pairs == [PreferencePair("p", "a", "b", 2.0, "human", "t"), PreferencePair("q", "c", "d", 0.0, "human", "")]
-    (tmp_path / "bad.jsonl").write_text(json.dumps(rows[0]) + "\n{\"prompt\": \"x\"}\n")
+    assert pairs == [
+        PreferencePair("p", "a", "b", 2.0, "human", "t"),
+        PreferencePair("q", "c", "d", 0.0, "human", ""),
+    ]
+    (tmp_path / "bad.jsonl").write_text(json.dumps(rows[0]) + '\n{"prompt": "x"}\n')
     with pytest.raises(UserError, match="bad.jsonl:2: not a preference row"):
         read_export(tmp_path / "bad.jsonl")
     with pytest.raises(UserError, match="no preferences.jsonl"):
@@ -114,7 +132,11 @@ def test_human_pairs_from_an_export_directory(tmp_path, db_url):
 
 
 def test_split_by_task_keeps_tasks_whole():
-    pairs = [PreferencePair(f"p{t}", f"c{i}", f"r{i}", 1.0, "execution", f"t{t}") for t in range(20) for i in range(3)]
+    pairs = [
+        PreferencePair(f"p{t}", f"c{i}", f"r{i}", 1.0, "execution", f"t{t}")
+        for t in range(20)
+        for i in range(3)
+    ]
     train, held = split_by_task(pairs, 0.25, seed=1)
     assert len(train) + len(held) == len(pairs) and held and train
     assert not {p.task_id for p in train} & {p.task_id for p in held}

@@ -17,10 +17,20 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _cfg(model_dir, out, **extra):
-    return load_config(RewardModelRecipeConfig, None, {
-        **TINY_RUN, "model_name_or_path": str(model_dir), "output_dir": str(out), "learning_rate": 1e-2,
-        "max_steps": 3, "eval_fraction": 0.25, "pairs": {"splits": ["train"]}, **extra,
-    })
+    return load_config(
+        RewardModelRecipeConfig,
+        None,
+        {
+            **TINY_RUN,
+            "model_name_or_path": str(model_dir),
+            "output_dir": str(out),
+            "learning_rate": 1e-2,
+            "max_steps": 3,
+            "eval_fraction": 0.25,
+            "pairs": {"splits": ["train"]},
+            **extra,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +69,20 @@ def test_scorer_is_deterministic_batched_and_fits_the_reward_engine(trained_rm):
     assert len(scores) == 3 and all(isinstance(s, float) for s in scores)
     assert scores == scorer(prompts, completions)
     # batching and padding must not change a score
-    assert RewardModelScorer(outcome.output_dir, batch_size=1)(prompts, completions) == pytest.approx(scores, abs=1e-5)
+    assert RewardModelScorer(outcome.output_dir, batch_size=1)(prompts, completions) == pytest.approx(
+        scores, abs=1e-5
+    )
     fn = scorer.reward_function()
     assert fn.__name__ == "reward_model"
     assert fn(prompts, completions, tests=[["assert True"]] * 3, entry_point=["f"] * 3) == scores
 
 
 def test_pairwise_accuracy_by_hand():
-    pairs = [PreferencePair("p", "good", "bad", 1.0, "execution", "t"),
-             PreferencePair("p", "bad", "good", 1.0, "execution", "t"),
-             PreferencePair("p", "good", "good", 1.0, "execution", "t")]
+    pairs = [
+        PreferencePair("p", "good", "bad", 1.0, "execution", "t"),
+        PreferencePair("p", "bad", "good", 1.0, "execution", "t"),
+        PreferencePair("p", "good", "good", 1.0, "execution", "t"),
+    ]
 
     def score(prompts, completions):
         return [1.0 if c == "good" else 0.0 for c in completions]

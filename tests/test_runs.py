@@ -40,7 +40,9 @@ def test_completed_run_registers_policy_with_parent_lineage(db_url, tmp_path):
     cfg = RecipeConfig(model_name_or_path=base, output_dir=str(tmp_path / "sft"), learning_rate=0.5)
     with registered_run("sft", cfg) as run:
         sft = run.complete({"train_loss": 1.5}, policy_stage="sft")
-    dpo_cfg = RecipeConfig(model_name_or_path=sft.output_dir, output_dir=str(tmp_path / "dpo"), policy_name="my-dpo")
+    dpo_cfg = RecipeConfig(
+        model_name_or_path=sft.output_dir, output_dir=str(tmp_path / "dpo"), policy_name="my-dpo"
+    )
     with registered_run("dpo", dpo_cfg) as run:
         dpo = run.complete({"train_loss": 0.7})
 
@@ -49,7 +51,9 @@ def test_completed_run_registers_policy_with_parent_lineage(db_url, tmp_path):
     assert [r.status for r in runs] == ["completed", "completed"]
     assert runs[0].config["learning_rate"] == 0.5 and runs[0].metrics == {"train_loss": 1.5}
     assert runs[0].finished_at is not None and runs[0].created_by == f"run:{runs[0].id}"
-    assert by_name["base"].stage == "external" and by_name["base"].checkpoint_path == str(Path(base).resolve())
+    assert by_name["base"].stage == "external" and by_name["base"].checkpoint_path == str(
+        Path(base).resolve()
+    )
     assert by_name["sft"].parent_id == by_name["base"].id and by_name["sft"].id == sft.policy_id
     assert by_name["my-dpo"].parent_id == by_name["sft"].id and by_name["my-dpo"].stage == "dpo"
     assert by_name["my-dpo"].training_run_id == dpo.run_id == runs[1].id
@@ -75,11 +79,14 @@ def test_returning_without_complete_marks_failed(db_url, tmp_path):
 
 def test_policy_name_of_another_checkpoint_is_refused_before_training(db_url, tmp_path):
     base = _model_dir(tmp_path / "m")
-    with registered_run("sft", RecipeConfig(model_name_or_path=base, output_dir=str(tmp_path / "a"),
-                                            policy_name="p")) as run:
+    with registered_run(
+        "sft", RecipeConfig(model_name_or_path=base, output_dir=str(tmp_path / "a"), policy_name="p")
+    ) as run:
         run.complete({})
     with pytest.raises(UserError, match="policy_name 'p' is already used"):
-        start_run("sft", RecipeConfig(model_name_or_path=base, output_dir=str(tmp_path / "b"), policy_name="p"))
+        start_run(
+            "sft", RecipeConfig(model_name_or_path=base, output_dir=str(tmp_path / "b"), policy_name="p")
+        )
     runs, _ = _rows(db_url)
     assert len(runs) == 1
 
@@ -98,8 +105,9 @@ def test_resume_reuses_unfinished_run_and_points_at_last_checkpoint(db_url, tmp_
     runs, _ = _rows(db_url)
     assert len(runs) == 1 and runs[0].status == "completed"
     assert runs[0].metrics["resumed_from"] == str(last) and outcome.resumed_from == str(last)
-    no_resume = start_run("dpo", RecipeConfig(model_name_or_path=cfg.model_name_or_path, output_dir=str(out),
-                                              resume=False))
+    no_resume = start_run(
+        "dpo", RecipeConfig(model_name_or_path=cfg.model_name_or_path, output_dir=str(out), resume=False)
+    )
     assert no_resume.resume_from is None and no_resume.run_id != first.run_id
 
 

@@ -17,21 +17,33 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _cfg(model_dir, out, **extra):
-    return load_config(SFTRecipeConfig, None, {
-        **TINY_RUN, "model_name_or_path": str(model_dir), "output_dir": str(out), "learning_rate": 1e-2,
-        "tasks": {"load_from": "generator", "limit": 16}, **extra,
-    })
+    return load_config(
+        SFTRecipeConfig,
+        None,
+        {
+            **TINY_RUN,
+            "model_name_or_path": str(model_dir),
+            "output_dir": str(out),
+            "learning_rate": 1e-2,
+            "tasks": {"load_from": "generator", "limit": 16},
+            **extra,
+        },
+    )
 
 
 def test_dataset_is_prompt_completion_from_reference_solutions():
-    cfg = load_config(SFTRecipeConfig, None, {"tasks": {"load_from": "generator", "splits": ["train", "test"]}})
+    cfg = load_config(
+        SFTRecipeConfig, None, {"tasks": {"load_from": "generator", "splits": ["train", "test"]}}
+    )
     data = build_dataset(cfg)
     assert data.column_names == ["prompt", "completion"]
     row = data[0]
     assert row["prompt"].startswith("def ") and row["completion"].startswith("    ")
     # pool tasks keep a reference for the suite's own tests only; SFT must not train on them
     with pytest.raises(UserError, match="pool"):
-        build_dataset(load_config(SFTRecipeConfig, None, {"tasks": {"load_from": "generator", "splits": ["pool"]}}))
+        build_dataset(
+            load_config(SFTRecipeConfig, None, {"tasks": {"load_from": "generator", "splits": ["pool"]}})
+        )
 
 
 def test_sft_trains_saves_and_registers(db_url, tiny_model_dir, tmp_path):
@@ -44,7 +56,10 @@ def test_sft_trains_saves_and_registers(db_url, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     AutoModelForCausalLM.from_pretrained(out)
-    assert AutoTokenizer.from_pretrained(out).eos_token == AutoTokenizer.from_pretrained(tiny_model_dir).eos_token
+    assert (
+        AutoTokenizer.from_pretrained(out).eos_token
+        == AutoTokenizer.from_pretrained(tiny_model_dir).eos_token
+    )
     with session_scope(db_url) as s:
         policy = s.get(Policy, outcome.policy_id)
         run = s.get(TrainingRun, outcome.run_id)
@@ -62,15 +77,24 @@ def test_prompt_and_completion_are_tokenized_as_generation_sees_them(tiny_model_
     cfg = _cfg(tiny_model_dir, tmp_path / "x")
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     rows = build_dataset(cfg)
-    trainer = SFTTrainer(model=cfg.model_name_or_path, args=trainer_args(cfg, SFTConfig),
-                         train_dataset=tokenize_separately(rows, tokenizer), processing_class=tokenizer)
+    trainer = SFTTrainer(
+        model=cfg.model_name_or_path,
+        args=trainer_args(cfg, SFTConfig),
+        train_dataset=tokenize_separately(rows, tokenizer),
+        processing_class=tokenizer,
+    )
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
-    prompt_ids = tokenizer(rows[0]["prompt"], add_special_tokens=False)["input_ids"]  # as alignment.generation
+    prompt_ids = tokenizer(rows[0]["prompt"], add_special_tokens=False)[
+        "input_ids"
+    ]  # as alignment.generation
     # the sequence starts with exactly the ids a sampler feeds the model, and only what follows is trained
     assert ids[: len(prompt_ids)] == prompt_ids
-    assert labels[: len(prompt_ids)] == [-100] * len(prompt_ids) and labels[len(prompt_ids):] == ids[len(prompt_ids):]
-    assert tokenizer.decode(ids[len(prompt_ids):], skip_special_tokens=True) == rows[0]["completion"]
+    assert (
+        labels[: len(prompt_ids)] == [-100] * len(prompt_ids)
+        and labels[len(prompt_ids) :] == ids[len(prompt_ids) :]
+    )
+    assert tokenizer.decode(ids[len(prompt_ids) :], skip_special_tokens=True) == rows[0]["completion"]
     assert labels[-1] == tokenizer.eos_token_id  # the policy learns to stop after the body
 
 
