@@ -73,6 +73,7 @@ class GRPORecipeConfig(RecipeConfig):
     tasks: PromptSelection = field(default_factory=PromptSelection)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
             raise ConfigError(
                 f"reward_weights: {len(self.reward_weights)} weights for {len(self.reward_funcs)} reward_funcs"

@@ -52,7 +52,7 @@ class RecipeConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     logging_steps: float = 10
-    save_strategy: str = "steps"
+    save_strategy: str | bool = "steps"  # "no" | "steps" | "epoch"; YAML reads a bare no as false
     save_steps: float = 500
     save_total_limit: int | None = 2
     report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, mlflow (if installed)
@@ -63,6 +63,10 @@ class RecipeConfig:
     resume: bool = True  # continue from the last checkpoint-N in output_dir when there is one
     lora: LoraSettings = field(default_factory=LoraSettings)
     trl_extra: dict[str, Any] = field(default_factory=dict)  # any other TRL config key, checked against TRL
+
+    def __post_init__(self) -> None:
+        if self.save_strategy is False:
+            self.save_strategy = "no"
 
 
 def check_common(cfg: RecipeConfig) -> None:

@@ -47,6 +47,7 @@ class RewardModelRecipeConfig(RecipeConfig):
     pairs: PairSettings = field(default_factory=PairSettings)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ConfigError(f"eval_fraction: must be in [0, 1), got {self.eval_fraction}")
 

@@ -40,6 +40,8 @@ class SFTRecipeConfig(RecipeConfig):
     max_length: int | None = 512
     completion_only_loss: bool = True  # False: train on the prompt tokens too
     packing: bool = False
+    # Batches of similar length: on the basic suite random batches are ~40 % padding, grouped ones ~2 %.
+    train_sampling_strategy: str = "group_by_length"
     tasks: TaskSelection = field(default_factory=TaskSelection)
 
 
