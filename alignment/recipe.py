@@ -85,10 +85,9 @@ def check_common(cfg: RecipeConfig) -> None:
             raise UserError("report_to: mlflow is not installed (pip install mlflow), or use tensorboard")
 
 
-def trainer_args(cfg: RecipeConfig, trl_config_cls: type, **stage_fields: Any):
-    """Build the TRL config: shared fields + stage fields by name + ``trl_extra``; TRL's errors become one line."""
+def trainer_args(cfg: RecipeConfig, trl_config_cls: type):
+    """Build the TRL config from the fields it shares with ``cfg`` + ``trl_extra``; TRL's errors become one line."""
     kwargs = trl_kwargs(cfg, trl_config_cls)
-    kwargs.update(stage_fields)
     kwargs["output_dir"] = cfg.output_dir
     if cfg.bf16 is None:
         kwargs["bf16"] = bf16_supported()
