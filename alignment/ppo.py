@@ -110,7 +110,8 @@ class PPORecipeConfig:
                 f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}"
             )
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_mini_batches",
-                     "forward_batch_size", "generation_batch_size", "max_steps", "num_ppo_epochs", "max_completion_length"):
+                     "forward_batch_size", "generation_batch_size", "max_steps", "num_ppo_epochs",
+                     "max_completion_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0:
@@ -129,8 +130,8 @@ class Rollout:
 
     queries: Any  # (B, Q) token ids
     query_mask: Any  # (B, Q)
-    responses: Any  # (B, R) token ids, pad after the first EOS
-    response_mask: Any  # (B, R) float, 1 up to and including the first EOS
+    responses: Any  # (B, R) token ids, pad after the answer's end (EOS or end of the function body)
+    response_mask: Any  # (B, R) float, 1 on the answer's tokens
     logprobs: Any  # (B, R) under the policy that sampled
     values: Any  # (B, R)
     advantages: Any  # (B, R) whitened
