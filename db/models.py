@@ -192,6 +192,7 @@ class Assignment(_Provenance, Base):
     __table_args__ = (
         UniqueConstraint("item_id", "annotator_id", name="uq_assignments_item_annotator"),
         Index("ix_assignments_status_expires", "status", "expires_at"),
+        Index("ix_assignments_annotator_id", "annotator_id"),  # progress and "my open claim" lookups
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -208,7 +209,10 @@ class Ranking(_Provenance, Base):
     """An annotator's judgment of one item: a ranking (ties allowed), or a skip, plus flag and comment."""
 
     __tablename__ = "rankings"
-    __table_args__ = (UniqueConstraint("item_id", "annotator_id", name="uq_rankings_item_annotator"),)
+    __table_args__ = (
+        UniqueConstraint("item_id", "annotator_id", name="uq_rankings_item_annotator"),
+        Index("ix_rankings_annotator_id", "annotator_id"),  # undo/edit and progress scan one person's rankings
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("ranking_items.id", ondelete="CASCADE"), nullable=False)
