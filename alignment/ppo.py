@@ -149,11 +149,19 @@ def load_reward_funcs(cfg: PPORecipeConfig) -> list[RewardFunc]:
 def combined_scores(
     funcs: list[RewardFunc], weights: list[float], prompts: list[str], completions: list[str], **columns: Any
 ) -> tuple[list[float], dict[str, list[float]]]:
-    """Weighted sum of the reward functions per completion (``None`` counts 0), and each function's values."""
+    """Weighted sum of the reward functions per completion (``None`` counts 0), and each function's values.
+
+    Functions that report extra figures through TRL's ``log_metric(name, value)`` column (the engine's pass
+    rate) add them to the returned dict as one-element lists.
+    """
     total = [0.0] * len(completions)
-    per_func = {}
+    per_func: dict[str, list[float]] = {}
+
+    def log_metric(name: str, value: float) -> None:
+        per_func[f"rewards/{name}"] = [float(value)]
+
     for func, weight in zip(funcs, weights):
-        values = func(prompts=prompts, completions=completions, **columns)
+        values = func(prompts=prompts, completions=completions, log_metric=log_metric, **columns)
         if len(values) != len(completions):
             raise UserError(f"reward {func.__name__} returned {len(values)} values for {len(completions)} completions")
         per_func[f"rewards/{func.__name__}"] = [float("nan") if v is None else float(v) for v in values]
@@ -375,6 +383,8 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
         "objective/entropy": accelerator.gather(core.masked_mean(torch.cat(entropies), mask)[None]).mean().item(),
         "objective/rlhf_reward": accelerator.gather(scores - state["kl"].value * (kl * mask).sum(1)).mean().item(),
         "finished_rate": accelerator.gather(ended.float()).mean().item(),
+        "empty_rate": accelerator.gather(torch.tensor([float(not c.strip()) for c in completions],
+                                                      device=accelerator.device)).mean().item(),
         "response_length": accelerator.gather(mask.sum(1)).mean().item(),
         "value/explained_variance": core.explained_variance(values, returns, mask),
         "kl_coef": state["kl"].value,
