@@ -26,6 +26,8 @@ CONFIG_CLASSES: dict[str, str] = {
     "reward_model.yaml": "alignment.reward_model:RewardModelRecipeConfig",
     "dpo.yaml": "alignment.dpo:DPORecipeConfig",
     "grpo.yaml": "alignment.grpo:GRPORecipeConfig",
+    "ppo.yaml": "alignment.ppo:PPORecipeConfig",
+    "reward_pass_ratio.yaml": "reward.rewards:RewardConfig",
     "annotate.yaml": "annotation_ui.config:AnnotateConfig",
     "export_preferences.yaml": "annotation_ui.export:ExportConfig",
 }
