@@ -162,7 +162,9 @@ def test_background_daemon_is_killed_after_the_run(pool):
 
 
 def test_root_only_file_is_unreadable(pool):
-    secret = Path(__file__).resolve().parent / f".secret-{uuid.uuid4().hex}"
+    # Not under /tmp (the sandbox mounts its own there, and the checkout may live in /tmp): the file must be
+    # visible to the program, so only its permissions stand in the way.
+    secret = Path("/var/cache") / f".codealign-secret-{uuid.uuid4().hex}"
     secret.write_text("TOP-SECRET-VALUE")
     secret.chmod(0o600)
     try:
