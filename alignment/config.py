@@ -106,6 +106,25 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _init_fields(obj: Any) -> dict[str, Any]:
+    """A dataclass instance as a nested dict of its init fields (what YAML would have to say to rebuild it)."""
+    return {
+        f.name: _init_fields(getattr(obj, f.name))
+        if dataclasses.is_dataclass(getattr(obj, f.name))
+        else getattr(obj, f.name)
+        for f in dataclasses.fields(obj)
+        if f.init
+    }
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
 def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -113,7 +132,13 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     for key, value in data.items():
         if key not in fields:
             raise ConfigError(f"{where}: unknown key '{key}'{_closest(str(key), list(fields))}")
-        kwargs[key] = _coerce(value, hints[key], f"{where}: '{key}'" if ":" not in where else f"{where}.{key}")
+        default = _field_default(fields[key])
+        if isinstance(value, dict) and dataclasses.is_dataclass(default) and not isinstance(default, type):
+            # A partial section keeps the field's own default values (which may differ from the class's).
+            value = _merge(_init_fields(default), value)
+        kwargs[key] = _coerce(
+            value, hints[key], f"{where}: '{key}'" if ":" not in where else f"{where}.{key}"
+        )
     try:
         return cls(**kwargs)
     except ConfigError:

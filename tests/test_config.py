@@ -47,6 +47,16 @@ def test_defaults_then_yaml_then_cli(tmp_path):
     assert cfg.optim.betas == [0.9, 0.99]
 
 
+def test_partial_section_keeps_the_fields_own_defaults(tmp_path):
+    @dataclass
+    class WithCustomDefault:
+        optim: Optim = field(default_factory=lambda: Optim(lr=0.5, betas=[0.1, 0.2]))
+
+    cfg = load_config(WithCustomDefault, _yaml(tmp_path, "optim:\n  lr: 0.7\n"))
+    assert cfg.optim.lr == 0.7 and cfg.optim.betas == [0.1, 0.2]
+    assert load_config(WithCustomDefault, None, ["optim.betas=0.3,0.4"]).optim.lr == 0.5
+
+
 def test_unknown_key_names_key_file_and_closest(tmp_path):
     path = _yaml(tmp_path, "learning_rte: 1e-4\n")
     with pytest.raises(ConfigError) as err:
