@@ -124,7 +124,9 @@ def generate_rollouts(
         ((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda ij: (lengths[ij[0]], ij)
     )
     results: list[list[Rollout | None]] = [[None] * n for _ in prompts]
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {}
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    )
     try:
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
@@ -138,8 +140,7 @@ def generate_rollouts(
                 out = model.generate(
                     **enc,
                     max_new_tokens=max_new_tokens,
-                    do_sample=bool(sampling),
-                    **{k: v for k, v in sampling.items() if k != "do_sample"},
+                    **sampling,
                     stopping_criteria=[_dedent_stopper(tokenizer, prompt_len)],
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=eos_id,
