@@ -2,7 +2,8 @@
 
 Reads top to bottom: config -> load (tasks, tokenizer, reward functions) -> build (accelerator, actor-critic,
 frozen reference, optimizer) -> train (rollout, then PPO epochs over minibatches) -> save. The math lives in
-:mod:`alignment.ppo_core`; actor and critic are one module (:mod:`alignment.value_model`).
+:mod:`alignment.ppo_core`; actor and critic are one module (:mod:`alignment.value_model`); ``checkpoint-N``
+directories every ``save_steps`` rollouts, and resuming from them, in :mod:`alignment.ppo_checkpoint`.
 
 Examples::
 
@@ -23,7 +24,6 @@ the task's ``tests``, ``entry_point`` and ``task_id`` as columns; several are co
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -95,8 +95,10 @@ class PPORecipeConfig:
     seed: int = 0
     logging_steps: int = 1
     report_to: list[str] = field(default_factory=lambda: ["none"])  # accelerate trackers: tensorboard, mlflow
-
-    resume = False  # read by alignment.runs; PPO writes no checkpoint-N to resume from (a rerun starts over)
+    # --- checkpoints (Hugging Face Trainer's names): output_dir/checkpoint-<step>, see alignment.ppo_checkpoint
+    save_steps: int | None = 0  # every this many rollouts and at the last; 0 or None = only the final policy
+    save_total_limit: int | None = 2  # newest checkpoints kept; None = all
+    resume: bool = True  # continue from the last checkpoint-N in output_dir when there is one
 
     def __post_init__(self) -> None:
         if self.num_generations < 1 or self.rollout_batch_size % self.num_generations:
@@ -116,6 +118,9 @@ class PPORecipeConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if (self.save_steps or 0) < 0 or (self.save_total_limit is not None and self.save_total_limit < 1):
+            raise ConfigError(f"save_steps must be >= 0 and save_total_limit >= 1 or null, got "
+                              f"{self.save_steps} and {self.save_total_limit}")
         if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
             raise ConfigError(f"gamma and lam must be in [0, 1], got gamma={self.gamma} lam={self.lam}")
 
@@ -332,7 +337,8 @@ def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg: PPO
 
 
 def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_funcs, weights, cfg, state, seed):
-    """Sample, score, and turn scores into advantages. ``state`` carries the KL controller and score moments."""
+    """Sample, score, and turn scores into advantages. ``state`` (a ``PPOProgress``) carries the KL controller and
+    the score moments."""
     import torch
 
     from alignment import ppo_core as core
@@ -349,8 +355,8 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
     all_raw = accelerator.gather(raw)
     scores = raw
     if cfg.normalize_scores:
-        state["moments"].update(all_raw.cpu())
-        scores = state["moments"].normalize(raw)
+        state.moments.update(all_raw.cpu())
+        scores = state.moments.normalize(raw)
     if cfg.missing_eos_penalty is not None:
         scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
@@ -370,7 +376,7 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
     logprobs, values, ref_logprobs = torch.cat(logprobs), torch.cat(values), torch.cat(ref_logprobs)
 
     kl = core.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator)
-    rewards = core.token_rewards(scores, kl, mask, state["kl"].value)
+    rewards = core.token_rewards(scores, kl, mask, state.kl.value)
     if cfg.whiten_rewards:
         rewards = core.masked_whiten(rewards, mask, shift_mean=False)
     advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.lam)
@@ -381,17 +387,17 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
         "objective/scores": all_raw.mean().item(),
         "objective/kl": sequence_kl,
         "objective/entropy": accelerator.gather(core.masked_mean(torch.cat(entropies), mask)[None]).mean().item(),
-        "objective/rlhf_reward": accelerator.gather(scores - state["kl"].value * (kl * mask).sum(1)).mean().item(),
+        "objective/rlhf_reward": accelerator.gather(scores - state.kl.value * (kl * mask).sum(1)).mean().item(),
         "finished_rate": accelerator.gather(ended.float()).mean().item(),
         "empty_rate": accelerator.gather(torch.tensor([float(not c.strip()) for c in completions],
                                                       device=accelerator.device)).mean().item(),
         "response_length": accelerator.gather(mask.sum(1)).mean().item(),
         "value/explained_variance": core.explained_variance(values, returns, mask),
-        "kl_coef": state["kl"].value,
+        "kl_coef": state.kl.value,
         **{name: accelerator.gather(torch.tensor(per_sample, device=accelerator.device)).nanmean().item()
            for name, per_sample in per_func.items()},
     }
-    state["kl"].update(sequence_kl, n_steps=all_raw.numel())
+    state.kl.update(sequence_kl, n_steps=all_raw.numel())
     rollout = Rollout(queries, query_mask, responses, mask, logprobs, values, advantages, returns)
     return rollout, stats, completions
 
@@ -471,11 +477,15 @@ def ppo_update(accelerator, model, optimizer, scheduler, rollout: Rollout, cfg: 
 
 # ------------------------------------------------------------------------------------------------ train
 def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) -> TrainOutcome:
-    """Run PPO from ``cfg``; ``reward_funcs`` (callables) replaces ``cfg.reward_funcs`` for in-process callers."""
+    """Run PPO from ``cfg``; ``reward_funcs`` (callables) replaces ``cfg.reward_funcs`` for in-process callers.
+
+    With ``resume`` and a ``checkpoint-N`` in ``output_dir`` (see :mod:`alignment.ppo_checkpoint`), the run
+    continues at step N+1 and its ``TrainingRun`` row is reused.
+    """
     import torch
     from accelerate.utils import set_seed
 
-    from alignment.ppo_core import AdaptiveKLController, RunningMoments
+    from alignment import ppo_checkpoint as ckpt
     from alignment.recipe import check_common, load_tasks, load_tokenizer
     from alignment.runs import registered_run
     from alignment.value_model import save_actor_critic
@@ -507,23 +517,25 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
             reference = prepare_deepspeed(reference, accelerator)
         elif reference is not None:
             reference = reference.to(accelerator.device)
+        progress = ckpt.new_progress(cfg)
+        accelerator.register_for_checkpointing(scheduler, progress)
+        if run.resume_from:
+            ckpt.load_checkpoint(accelerator, run.resume_from)
+            if accelerator.is_main_process:
+                print(f"ppo: resuming from {run.resume_from} (step {progress.step})", flush=True)
         if accelerator.log_with:
             accelerator.init_trackers("ppo", config={k: str(v) for k, v in to_dict(cfg).items()})
 
         # 4. train
         prompts_per_rollout = cfg.rollout_batch_size // cfg.num_generations
         global_prompts = prompts_per_rollout * accelerator.num_processes
-        order_rng = torch.Generator().manual_seed(cfg.seed)  # same on every process: they split one global batch
-        shuffle_rng = torch.Generator().manual_seed(cfg.seed + 1)
-        state = {"kl": AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon),
-                 "moments": RunningMoments()}
-        queue: list[int] = []
-        log_history: list[dict[str, Any]] = []
-        started = time.time()
-        for step in range(1, cfg.max_steps + 1):
-            while len(queue) < global_prompts:
-                queue += torch.randperm(len(tasks), generator=order_rng).tolist()
-            chosen, queue = queue[:global_prompts], queue[global_prompts:]
+        completions_per_step = global_prompts * cfg.num_generations
+        started = time.time() - progress.elapsed
+        stats = {k: v for k, v in progress.log_history[-1].items() if k != "step"} if progress.log_history else {}
+        for step in range(progress.step + 1, cfg.max_steps + 1):
+            while len(progress.queue) < global_prompts:
+                progress.queue += torch.randperm(len(tasks), generator=progress.order_rng).tolist()
+            chosen, progress.queue = progress.queue[:global_prompts], progress.queue[global_prompts:]
             mine = chosen[accelerator.process_index * prompts_per_rollout:][:prompts_per_rollout]
             batch_tasks = [tasks[i] for i in mine for _ in range(cfg.num_generations)]
 
@@ -531,21 +543,25 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
             model.eval()
             sample_seed = cfg.seed + 1_000_003 * step + 7919 * accelerator.process_index
             rollout, stats, _ = collect_rollout(model, reference, accelerator, tokenizer, batch_tasks, funcs,
-                                                weights, cfg, state, sample_seed)
+                                                weights, cfg, progress, sample_seed)
             t1 = time.time()
-            stats |= ppo_update(accelerator, model, optimizer, scheduler, rollout, cfg, shuffle_rng)
+            stats |= ppo_update(accelerator, model, optimizer, scheduler, rollout, cfg, progress.shuffle_rng)
+            # episodes is TRL's name; num_completions is the name the report reads for every RL stage
             stats |= {"time/rollout_s": t1 - t0, "time/update_s": time.time() - t1,
-                      "episodes": step * global_prompts * cfg.num_generations}
+                      "episodes": step * completions_per_step, "num_completions": step * completions_per_step}
+            progress.step, progress.elapsed = step, time.time() - started
             if step % cfg.logging_steps == 0 or step == cfg.max_steps:
-                log_history.append({"step": step, **{k: round(v, 6) for k, v in stats.items()}})
+                progress.log_history.append({"step": step, **{k: round(v, 6) for k, v in stats.items()}})
                 accelerator.log(stats, step=step)
                 if accelerator.is_main_process:
-                    _write_trainer_state(output_dir, log_history, step, time.time() - started)
+                    ckpt.write_trainer_state(output_dir, progress.log_history, step, progress.elapsed)
                     print(f"ppo step {step}/{cfg.max_steps} score {stats['objective/scores']:.3f} "
                           f"kl {stats['objective/kl']:.3f} finished {stats['finished_rate']:.2f} "
                           f"vf_loss {stats['loss/value']:.4f} clipfrac {stats['policy/clipfrac']:.3f}", flush=True)
             if not all(math.isfinite(v) for k, v in stats.items() if k.startswith(("loss/", "objective/kl"))):
                 raise UserError(f"PPO diverged at step {step} (non-finite loss or KL): lower learning_rate")
+            if ckpt.should_save(step, cfg.save_steps, cfg.max_steps):
+                ckpt.save_checkpoint(accelerator, output_dir, progress, cfg.save_total_limit)
 
         # 5. save
         accelerator.wait_for_everyone()
@@ -555,13 +571,7 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
             tokenizer.save_pretrained(output_dir)
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        metrics = {**stats, "global_step": cfg.max_steps, "train_runtime": round(time.time() - started, 2),
-                   "num_prompts": len(tasks), "reward_funcs": cfg.reward_funcs, "log_history": log_history}
+        metrics = {**stats, "global_step": progress.step, "train_runtime": round(time.time() - started, 2),
+                   "num_completions": progress.step * completions_per_step, "num_prompts": len(tasks),
+                   "reward_funcs": cfg.reward_funcs, "log_history": progress.log_history}
         return run.complete(metrics, policy_stage="ppo")
-
-
-def _write_trainer_state(output_dir: Path, log_history: list[dict], step: int, elapsed: float) -> None:
-    """``trainer_state.json`` as transformers writes it, readable while the run goes on."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    state = {"global_step": step, "log_history": log_history, "train_runtime": round(elapsed, 2)}
-    (output_dir / "trainer_state.json").write_text(json.dumps(state, indent=1) + "\n")

@@ -20,14 +20,18 @@ REPO = Path(__file__).resolve().parents[1]
 TOY_TASKS = 8
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """accelerate keeps process-wide singletons; each test builds its own Accelerator."""
-    yield
+def _reset_accelerate() -> None:
+    """accelerate keeps process-wide singletons; each training builds its own Accelerator."""
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    _reset_accelerate()
 
 
 @pytest.fixture
@@ -53,14 +57,20 @@ def toy_db(db_url) -> str:
 
 
 class RecordingReward:
-    """Rewards long answers (random models vary in length, so advantages are not all 0); remembers its calls."""
+    """Rewards long answers (random models vary in length, so advantages are not all 0); remembers its calls.
+
+    ``fail_on_call=k`` raises on the k-th call instead, like a node lost in the middle of rollout k.
+    """
 
     __name__ = "length"
 
-    def __init__(self):
+    def __init__(self, fail_on_call: int | None = None):
         self.calls: list[dict] = []
+        self.fail_on_call = fail_on_call
 
     def __call__(self, prompts, completions, **columns):
+        if len(self.calls) + 1 == self.fail_on_call:
+            raise RuntimeError("node lost")
         self.calls.append({"prompts": prompts, "completions": completions, **columns})
         return [len(c) / 10 for c in completions]
 
@@ -133,6 +143,93 @@ def test_lora_shared_critic_adaptive_kl_early_stop(tiny_policy_dir, toy_db, tmp_
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_interrupted_run_resumes_from_its_checkpoint_exactly(tiny_policy_dir, toy_db, tmp_path):
+    from db.models import TrainingRun
+    from db.session import session_scope
+
+    straight = train(tiny_config(tiny_policy_dir, tmp_path / "straight", max_steps=2),
+                     reward_funcs=[RecordingReward()])
+    _reset_accelerate()
+    out = tmp_path / "out"
+    cfg = tiny_config(tiny_policy_dir, out, max_steps=2, save_steps=1, save_total_limit=1)
+    with pytest.raises(RuntimeError, match="node lost"):  # in step 2's rollout, after checkpoint-1
+        train(cfg, reward_funcs=[RecordingReward(fail_on_call=2)])
+    _reset_accelerate()
+
+    reward = RecordingReward()
+    outcome = train(cfg, reward_funcs=[reward])
+
+    assert outcome.resumed_from == str(out.resolve() / "checkpoint-1")
+    assert len(reward.calls) == 1  # only step 2 ran: a restart would have sampled 2 rollouts
+    assert outcome.metrics["global_step"] == 2
+    assert outcome.metrics["num_completions"] == 2 * cfg.rollout_batch_size
+    history = outcome.metrics["log_history"]
+    assert [row["step"] for row in history] == [1, 2]  # step 1's entry comes from the checkpoint
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-2"]  # save_total_limit 1
+    with session_scope(toy_db) as session:
+        run = session.get(TrainingRun, outcome.run_id)
+        assert (run.status, run.metrics["resumed_from"]) == ("completed", outcome.resumed_from)
+        assert len([r for r in session.query(TrainingRun) if r.output_dir == str(out.resolve())]) == 1
+
+    # an exact continuation: same numbers and weights as the run that was never interrupted
+    def numbers(rows):  # as JSON: NaN (explained variance of an all-zero step) equals itself there
+        return json.dumps([{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows])
+
+    assert numbers(history) == numbers(straight.metrics["log_history"])
+    before, after = _weights(straight.output_dir), _weights(outcome.output_dir)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_checkpoint_restores_optimizer_scheduler_and_progress(tmp_path):
+    from accelerate import Accelerator
+
+    from alignment.ppo_checkpoint import complete_checkpoints, load_checkpoint, new_progress, save_checkpoint
+
+    cfg = PPORecipeConfig(kl_coef=0.1, adaptive_kl_target=1.0)
+
+    def build():
+        _reset_accelerate()
+        accelerator = Accelerator()
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.0, total_iters=10)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        progress = new_progress(cfg)
+        accelerator.register_for_checkpointing(scheduler, progress)
+        return accelerator, model, optimizer, scheduler, progress
+
+    accelerator, model, optimizer, scheduler, progress = build()
+    for step in (1, 2):
+        model(torch.ones(2, 3)).sum().backward()
+        optimizer.step(), scheduler.step(), optimizer.zero_grad()
+        progress.moments.update(torch.tensor([1.0, 2.0, 4.0]))
+        progress.kl.update(3.0, n_steps=100)
+        progress.queue = torch.randperm(8, generator=progress.order_rng).tolist()[step:]
+        progress.step, progress.elapsed = step, 1.5 * step
+        progress.log_history.append({"step": step})
+        save_checkpoint(accelerator, tmp_path, progress, save_total_limit=1)
+    assert complete_checkpoints(tmp_path) == [tmp_path / "checkpoint-2"]  # checkpoint-1 pruned
+
+    accelerator, model2, optimizer2, scheduler2, resumed = build()
+    load_checkpoint(accelerator, str(tmp_path / "checkpoint-2"))
+    assert (resumed.step, resumed.queue, resumed.log_history, resumed.elapsed) == (2, progress.queue,
+                                                                                   [{"step": 1}, {"step": 2}], 3.0)
+    assert resumed.moments == progress.moments and resumed.moments.count == pytest.approx(6)
+    assert resumed.kl == progress.kl and resumed.kl.value != cfg.kl_coef
+    for name in ("order_rng", "shuffle_rng"):
+        assert torch.equal(getattr(resumed, name).get_state(), getattr(progress, name).get_state())
+    assert optimizer2.state_dict()["state"][0]["step"] == 2
+    torch.testing.assert_close(optimizer2.state_dict()["state"][0]["exp_avg"],
+                               optimizer.state_dict()["state"][0]["exp_avg"], rtol=0, atol=0)
+    assert (scheduler2.last_epoch, scheduler2.get_last_lr()) == (2, scheduler.get_last_lr())
+    assert torch.equal(model2.weight, model.weight)
+
+    (tmp_path / "checkpoint-9").mkdir()  # e.g. another stage's directory: a one-line error, not a traceback
+    with pytest.raises(UserError, match="checkpoint-9 is not a PPO checkpoint"):
+        load_checkpoint(accelerator, str(tmp_path / "checkpoint-9"))
+
+
 def _fixed_rollout(policy_dir: str, batch: int = 8):
     """A rollout with varied response lengths, so token-count normalisation matters."""
     from alignment.ppo import Rollout
@@ -153,12 +250,10 @@ def _fixed_rollout(policy_dir: str, batch: int = 8):
 
 def _one_update(policy_dir: str, rollout, tmp_path: Path, per_device: int, accumulation: int):
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
 
     from alignment.ppo import build_actor_critic
 
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    _reset_accelerate()
     cfg = tiny_config(policy_dir, tmp_path, per_device_train_batch_size=per_device,
                       gradient_accumulation_steps=accumulation, num_ppo_epochs=1, max_grad_norm=1e9)
     accelerator = Accelerator(gradient_accumulation_steps=accumulation)
@@ -194,6 +289,8 @@ def test_shipped_config_loads_and_bad_values_name_the_field():
         load_config(PPORecipeConfig, None, {"reward_funcs": ["a", "b"], "reward_weights": [1.0]})
     with pytest.raises(ConfigError, match="cliprange_value"):
         load_config(PPORecipeConfig, None, ["clip_range_value=0.1"])
+    with pytest.raises(ConfigError, match="save_total_limit >= 1"):
+        load_config(PPORecipeConfig, None, {"save_total_limit": 0})
     with pytest.raises(UserError, match="no_such_module"):
         load_reward_funcs(load_config(PPORecipeConfig, None, {"reward_funcs": ["no_such_module:fn"]}))
 
@@ -222,16 +319,26 @@ def test_zero3_two_cpu_processes_through_the_cli(tiny_policy_dir, toy_db, tmp_pa
                       "reward_funcs: ['toy_reward_ppo:has_return']\n")
     env = {**os.environ, "CODEALIGN_DB_URL": toy_db, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "alignment.cli", "train", "ppo", "--config", str(config),
-           "max_completion_length=8", "per_device_train_batch_size=2", "gradient_accumulation_steps=2",
-           "max_steps=2", "num_ppo_epochs=1", "learning_rate=1e-2",
-           "--accelerate", str(REPO / "configs" / "accelerate" / "zero3_cpu.yaml"), "--num-processes", "2"]
-    proc = subprocess.run(cmd, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def launch(max_steps: int) -> str:
+        cmd = [sys.executable, "-m", "alignment.cli", "train", "ppo", "--config", str(config),
+               "max_completion_length=8", "per_device_train_batch_size=2", "gradient_accumulation_steps=2",
+               f"max_steps={max_steps}", "save_steps=1", "num_ppo_epochs=1", "learning_rate=1e-2",
+               "--accelerate", str(REPO / "configs" / "accelerate" / "zero3_cpu.yaml"), "--num-processes", "2"]
+        proc = subprocess.run(cmd, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    launch(max_steps=2)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert history[-1]["episodes"] == 2 * 2 * 2 * 2  # steps x processes x per-device batch x accumulation
     before, after = _weights(tiny_policy_dir), _weights(str(out))
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    # a longer run in the same output_dir continues from the ZeRO-3 checkpoint (sharded weights + optimizer)
+    assert "resuming from" in launch(max_steps=3)
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [row["step"] for row in history] == [1, 2, 3]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     from sqlalchemy import select
 
     from db.models import Policy
