@@ -139,6 +139,18 @@ def build_dataset(cfg: GRPORecipeConfig):
     )
 
 
+def completions_sampled(global_step: int, args) -> int:
+    """Completions TRL's ``GRPOTrainer`` generated (all processes) in ``global_step`` optimizer steps.
+
+    TRL 1.16 generates ``generation_batch_size`` completions at the first of every ``steps_per_generation x
+    num_iterations`` micro-batches, and one optimizer step is ``gradient_accumulation_steps`` micro-batches; with
+    the defaults that is ``per_device_train_batch_size x gradient_accumulation_steps x world_size`` per step.
+    """
+    micro_batches = global_step * args.gradient_accumulation_steps
+    every = args.steps_per_generation * args.num_iterations
+    return -(-micro_batches // every) * args.generation_batch_size
+
+
 def train(cfg: GRPORecipeConfig) -> TrainOutcome:
     from trl import GRPOConfig, GRPOTrainer
 
@@ -163,5 +175,10 @@ def train(cfg: GRPORecipeConfig) -> TrainOutcome:
             **train_metrics(result, trainer),
             "num_prompts": len(dataset),
             "reward_funcs": cfg.reward_funcs,
+            "num_completions": completions_sampled(result.global_step, trainer.args),
         }
+        # the report plots reward against the sample budget, for GRPO and PPO alike
+        for entry in metrics["log_history"]:
+            if "step" in entry:
+                entry["num_completions"] = completions_sampled(entry["step"], trainer.args)
         return run.complete(metrics, policy_stage="grpo")

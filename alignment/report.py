@@ -1,7 +1,9 @@
 """``codealign report --out DIR``: one HTML page with PNG plots, read from the database.
 
 Sections: pass@k per policy (latest ``EvalResult`` per policy, dataset, split and k), training curves (loss
-and reward from each ``TrainingRun``'s logged history, else its ``trainer_state.json``), reward-model pairwise
+and reward from each ``TrainingRun``'s logged history, else its ``trainer_state.json``), PPO vs GRPO at equal
+sample budget (per finished run: completions sampled in training, seconds, pass@1 of the result and of its
+parent on the same dataset/split, and mean training reward against completions sampled), reward-model pairwise
 accuracy, and the reward breakdown (execution verdicts and mean static scores per policy). A section with no
 data says so instead of vanishing.
 
@@ -24,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 CURVE_KEYS = ("loss", "reward", "rewards/accuracies", "eval_accuracy", "kl", "objective/kl")
+# The mean training reward each RL stage logs (both the weighted sum of its reward functions, before any KL).
+RL_REWARD_KEYS = {"grpo": "reward", "ppo": "objective/scores"}
+BUDGET_TOLERANCE = 0.10  # budgets further apart than this (relative to the smaller) are flagged
 
 
 @dataclass
@@ -37,6 +42,10 @@ class ReportData:
     reward_model: list[dict[str, Any]] = field(default_factory=list)  # run, policy, accuracy
     verdicts: dict[str, dict[str, int]] = field(default_factory=dict)  # policy -> verdict -> count
     static_means: dict[str, dict[str, float]] = field(default_factory=dict)  # policy -> signal -> mean
+    # run, method, policy, parent, dataset, split, budget, seconds, pass1, parent_pass1 (None where unknown)
+    budget: list[dict[str, Any]] = field(default_factory=list)
+    # run -> (completions sampled so far, mean training reward)
+    reward_by_budget: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 def _history(run) -> list[dict[str, Any]]:
@@ -90,6 +99,8 @@ def collect(session) -> ReportData:
         )
         if run.stage == "reward" and isinstance(accuracy, (int, float)):
             data.reward_model.append({"run": label, "accuracy": float(accuracy)})
+        if run.stage in RL_REWARD_KEYS and run.status == "completed":
+            _collect_budget(data, run, label, policies, latest)
 
     rows = session.execute(
         select(Completion.policy_id, Execution.verdict).join(
@@ -113,6 +124,48 @@ def collect(session) -> ReportData:
                 sums[name][signal].append(float(value))
     data.static_means = {p: {s: sum(v) / len(v) for s, v in signals.items()} for p, signals in sums.items()}
     return data
+
+
+def _collect_budget(data: ReportData, run, label: str, policies: dict, latest: dict) -> None:
+    """One row per dataset/split the run's policy was evaluated on (one row without pass@1 when none)."""
+    metrics = run.metrics or {}
+    budget = metrics.get("num_completions")  # absent in runs recorded before it was logged
+    policy = next((p for p in policies.values() if p.training_run_id == run.id), None)
+    parent = policies.get(policy.parent_id if policy else run.base_policy_id)
+
+    def pass1(who, dataset: str | None, split: str | None) -> float | None:
+        result = latest.get((who.id, dataset, split)) if who else None
+        return result.pass_at_k.get("pass@1") if result else None
+
+    evaluated = sorted((dataset, split) for owner, dataset, split in latest if policy and owner == policy.id)
+    for dataset, split in evaluated or [(None, None)]:
+        data.budget.append({
+            "run": label, "method": run.stage, "policy": policy.name if policy else "?",
+            "parent": parent.name if parent else "?", "dataset": dataset, "split": split, "budget": budget,
+            "seconds": metrics.get("train_runtime"), "pass1": pass1(policy, dataset, split),
+            "parent_pass1": pass1(parent, dataset, split),
+        })
+
+    key = RL_REWARD_KEYS[run.stage]
+    per_step = None  # entries logged before num_completions was: the budget grows linearly with the step
+    if isinstance(budget, (int, float)) and metrics.get("global_step"):
+        per_step = budget / metrics["global_step"]
+    points = []
+    for entry in _history(run):
+        done = entry.get("num_completions", None if per_step is None else entry.get("step", 0) * per_step)
+        if done is not None and isinstance(entry.get(key), (int, float)):
+            points.append((float(done), float(entry[key])))
+    if points:
+        data.reward_by_budget[label] = points
+
+
+def budget_note(rows: list[dict[str, Any]]) -> str:
+    """``budgets differ: ...`` for every PPO/GRPO pair whose sample budgets differ by more than the tolerance."""
+    budgets = {(r["method"], r["run"]): r["budget"] for r in rows if isinstance(r["budget"], (int, float))}
+    pairs = [(p, g) for p in budgets if p[0] == "ppo" for g in budgets if g[0] == "grpo"]
+    apart = [f"{p[1]} {budgets[p]:,} vs {g[1]} {budgets[g]:,}" for p, g in pairs
+             if max(budgets[p], budgets[g]) > (1 + BUDGET_TOLERANCE) * min(budgets[p], budgets[g])]
+    return f"budgets differ: {'; '.join(apart)} completions" if apart else ""
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -163,6 +216,24 @@ def _plot_curves(data: ReportData, path: Path) -> bool:
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def _plot_reward_by_budget(data: ReportData, path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    if not data.reward_by_budget:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for run, points in data.reward_by_budget.items():
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker=".", label=run)
+    ax.set_xlabel("completions sampled")
+    ax.set_ylabel("mean training reward")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -247,6 +318,7 @@ def write_report(out_dir: str | Path, db_url: str | None = None) -> Path:
             "No training run with logged history yet.",
         )
     )
+    sections.append(_budget_section(data, out))
     rows = [[r["run"], f"{100 * r['accuracy']:.1f}"] for r in data.reward_model]
     sections.append(
         _section(
@@ -275,13 +347,38 @@ def write_report(out_dir: str | Path, db_url: str | None = None) -> Path:
         "<!doctype html><html><head><meta charset=utf-8><title>codealign report</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}img{max-width:100%}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        ".empty{color:#777}</style></head><body><h1>codealign report</h1>"
+        ".empty{color:#777}.note{color:#a40}</style></head><body><h1>codealign report</h1>"
         + "".join(sections)
         + "</body></html>"
     )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+def _budget_section(data: ReportData, out: Path) -> str:
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}"
+
+    rows = [
+        [r["method"], r["run"], r["policy"], r["parent"],
+         f"{r['dataset']}/{r['split']}" if r["dataset"] else "—",
+         "?" if r["budget"] is None else f"{r['budget']:,}",
+         "?" if r["seconds"] is None else f"{r['seconds']:.0f}",
+         pct(r["pass1"]), pct(r["parent_pass1"]),
+         "—" if None in (r["pass1"], r["parent_pass1"]) else f"{100 * (r['pass1'] - r['parent_pass1']):+.1f}"]
+        for r in data.budget
+    ]
+    table = _table(["method", "run", "policy", "parent", "dataset", "completions sampled", "train s",
+                    "pass@1 %", "parent pass@1 %", "Δ pass@1 pt"], rows) if rows else ""
+    note = budget_note(data.budget)
+    plotted = _plot_reward_by_budget(data, out / "reward_by_budget.png")
+    return _section(
+        "PPO vs GRPO at equal sample budget",
+        "reward_by_budget.png" if plotted else None,
+        table + (f"<p class=note>{html.escape(note)}</p>" if note else ""),
+        "No finished GRPO or PPO run yet.",
+    )
 
 
 def register(parser) -> None:

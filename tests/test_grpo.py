@@ -69,9 +69,30 @@ def test_grpo_trains_with_columns_reaching_the_rewards(db_url, tiny_model_dir, t
     logged = [e for e in outcome.metrics["log_history"] if "rewards/execution_reward/mean" in e]
     assert logged and all(e["rewards/execution_reward/mean"] <= 1.0 for e in logged)  # the real engine ran
     assert max_weight_change(tiny_model_dir, tmp_path / "grpo") > 0
+    # 2 steps x 4 completions (per-device batch 4, no accumulation, one process): the report's sample budget
+    assert outcome.metrics["num_completions"] == 8
+    assert [e["num_completions"] for e in logged] == [4 * e["step"] for e in logged]
     with session_scope(db_url) as s:
         policy = s.get(Policy, outcome.policy_id)
         assert policy.stage == "grpo" and policy.config["reward_weights"] == [1.0, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("options", "completions"),
+    [
+        ({}, 3 * 4 * 2),  # default: one generation batch (4 x 2 accumulation) per optimizer step
+        ({"steps_per_generation": 4}, 2 * 16),  # 6 micro-batches: generations at micro-batch 0 and 4
+        ({"num_iterations": 2}, 2 * 8),  # each generation batch is trained on twice
+    ],
+)
+def test_completions_sampled_follows_trl_generation_schedule(tmp_path, options, completions):
+    from trl import GRPOConfig
+
+    from alignment.grpo import completions_sampled
+
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                      num_generations=4, use_cpu=True, report_to=[], **options)
+    assert completions_sampled(3, args) == completions
 
 
 def test_prompts_come_from_the_pool_split_by_default(tiny_model_dir, tmp_path):
