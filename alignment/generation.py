@@ -77,6 +77,35 @@ def _dedent_stopper(tokenizer, prompt_len: int):
     return StopAtDedent()
 
 
+def _prefill_shared_prompts(model, tokenizer, batch_prompts: list[str]):
+    """Left-padded inputs for ``batch_prompts`` and a KV cache of all but their last token.
+
+    A batch holds the n samples of each prompt side by side, so the prompt is run through the model once per
+    distinct prompt and its cache copied to the n rows (prompts are ~2/3 of a basic sequence: prefill was a
+    quarter of eval time). ``generate`` then feeds only the last prompt token. Positions count real tokens
+    only, as ``generate`` numbers them, so the cached keys line up with the generated ones.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    distinct = list(dict.fromkeys(batch_prompts))
+    enc = tokenizer(distinct, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    cache = DynamicCache(config=model.config)
+    if enc["input_ids"].shape[1] > 1:
+        mask = enc["attention_mask"][:, :-1]
+        model(
+            input_ids=enc["input_ids"][:, :-1],
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            cache=cache,
+            use_cache=True,
+        )
+    rows = torch.tensor([distinct.index(p) for p in batch_prompts], device=model.device)
+    cache.batch_select_indices(rows)
+    return {k: v[rows] for k, v in enc.items()}, cache
+
+
 def _cut_tokens(tokenizer, ids: list[int], text: str, eos_id: int | None) -> tuple[str, list[int], bool]:
     """Completion text and tokens up to the end of the body."""
     if eos_id is not None and eos_id in ids:
@@ -130,15 +159,13 @@ def generate_rollouts(
     try:
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
-            enc = tokenizer(
-                [prompts[i] for i, _ in batch], return_tensors="pt", padding=True, add_special_tokens=False
-            )
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            prompt_len = enc["input_ids"].shape[1]
-            torch.manual_seed(seed + start)
             with torch.inference_mode():
+                enc, cache = _prefill_shared_prompts(model, tokenizer, [prompts[i] for i, _ in batch])
+                prompt_len = enc["input_ids"].shape[1]
+                torch.manual_seed(seed + start)
                 out = model.generate(
                     **enc,
+                    cache=cache,
                     max_new_tokens=max_new_tokens,
                     **sampling,
                     stopping_criteria=[_dedent_stopper(tokenizer, prompt_len)],
