@@ -210,6 +210,9 @@ class TaskSelection:
     splits: list[str] = field(default_factory=lambda: ["train"])
     load_from: Literal["db", "generator"] = "db"  # generator: alignment.tasks.basic, no DB needed
     generator_seed: int = 0
+    # only tasks whose meta["family"] is listed (basic: arithmetic, strings, lists, dicts, conditionals, loops);
+    # empty = every task. The quickstart trains on the families its held-out split tests, to fit its budget.
+    families: list[str] = field(default_factory=list)
     limit: int | None = None  # first N tasks (by id) — for smoke runs
 
 
@@ -254,5 +257,12 @@ def load_tasks(selection: TaskSelection, db_url: str | None = None) -> list[Task
             raise UserError(
                 f"no '{selection.dataset}' tasks in split(s) {','.join(selection.splits)} in the database; "
                 f"run `codealign tasks import --suite {selection.dataset}` or set tasks.load_from=generator"
+            )
+    if selection.families:
+        specs = [t for t in specs if t.meta.get("family") in selection.families]
+        if not specs:
+            raise UserError(
+                f"tasks.families: no '{selection.dataset}' task of family {', '.join(selection.families)} "
+                f"in split(s) {','.join(selection.splits)}"
             )
     return specs[: selection.limit] if selection.limit else specs
