@@ -28,12 +28,13 @@ CONFIG_CLASSES: dict[str, str] = {
     "grpo.yaml": "alignment.grpo:GRPORecipeConfig",
     "ppo.yaml": "alignment.ppo:PPORecipeConfig",
     "reward_pass_ratio.yaml": "reward.rewards:RewardConfig",
+    "reward_binary.yaml": "reward.rewards:RewardConfig",
     "annotate.yaml": "annotation_ui.config:AnnotateConfig",
     "export_preferences.yaml": "annotation_ui.export:ExportConfig",
 }
 
 # How many YAMLs configs/ ships: update it with the table, so a YAML that silently stops being found fails.
-EXPECTED_COUNT = 17
+EXPECTED_COUNT = 18
 
 
 def _all_yamls() -> list[Path]:
