@@ -11,8 +11,8 @@ Under DeepSpeed ZeRO-3 both backbones are partitioned by the one engine; generat
 
 Saved layout (``save_actor_critic``): the policy as a standard Hugging Face directory at ``output_dir`` (with
 LoRA: merged there, adapter in ``output_dir/adapter``), the critic under ``output_dir/critic/``
-(``value_head.safetensors`` + the backbone directory when separate). Not guaranteed: reloading the critic into
-a new run (PPO does not resume yet).
+(``value_head.safetensors`` + the backbone directory when separate). Resuming a killed run goes through the
+``checkpoint-N`` directories (``alignment.ppo_checkpoint``), not through this final layout.
 """
 
 from __future__ import annotations
