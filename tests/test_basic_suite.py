@@ -51,11 +51,22 @@ def test_train_spans_every_family(suite):
     assert families == {"arithmetic", "strings", "lists", "dicts", "conditionals", "loops"}
 
 
-def test_splits_are_disjoint_by_structure(suite):
+def test_supervised_training_never_sees_a_held_out_structure(suite):
     train, test, pool = (_structures(suite, s) for s in ("train", "test", "pool"))
     assert not train & test
-    assert not pool & test
     assert not pool & train
+
+
+def test_pool_holds_fresh_instances_of_every_test_structure(suite):
+    """RL prompts from the held-out distribution (GUIDE §10), never a held-out prompt itself."""
+    test_structures = _structures(suite, "test")
+    assert test_structures <= _structures(suite, "pool")
+    assert len(_structures(suite, "pool") - test_structures) >= 500  # plus structures seen nowhere else
+    test_prompts = {t.prompt for t in suite if t.split == "test"}
+    test_tests = {tuple(t.tests) for t in suite if t.split == "test"}
+    pool = [t for t in suite if t.split == "pool"]
+    assert not test_prompts & {t.prompt for t in pool}
+    assert not test_tests & {tuple(t.tests) for t in pool}
 
 
 def test_held_out_split_design(suite):

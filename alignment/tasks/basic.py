@@ -5,12 +5,16 @@
 * ``train`` (>= 2,000): every arithmetic/string composition of depth 1 and 2, about 10 % of the depth-3
   compositions, plus list, dict, conditional and loop functions;
 * ``test`` (200): other depth-3 arithmetic and string compositions, one instance each;
-* ``pool`` (RL prompts): the remaining depth-3 compositions, disjoint from train and test by *structure*.
+* ``pool`` (RL prompts, tests but no reference used): the remaining depth-3 compositions, plus two fresh
+  instances of every test composition (other constants, inputs and tests; never a test prompt).
 
 A task's *structure* is the tuple of operation names it composes (``meta["structure"]``); constants and
-inputs are not part of it, so no held-out structure is ever seen in training, whatever the constants. This is
-the split that leaves something to align after SFT (GUIDE §10: splitting by constants or by unseen pairs at
-the same depth lets plain SFT generalise to ~90 %).
+inputs are not part of it, so no held-out structure is ever seen in *supervised* training, whatever the
+constants. This is the split that leaves something to align after SFT (GUIDE §10: splitting by constants or
+by unseen pairs at the same depth lets plain SFT generalise to ~90 %). The pool is what RL practice uses:
+unlabeled prompts from the distribution the policy is evaluated on (GUIDE §10: prompts drawn from held-out-like
+compositions gave the gains, train-split prompts gave nothing); the quickstart's control row (SFT trained
+further for the same steps) tells whether a gain is alignment or just more training.
 
 Every task is checked when generated: its reference passes its tests, and for every step of the docstring a
 mutant that skips the step fails at least one test (so each clause matters), as does returning the input. Pool tasks keep their
@@ -38,6 +42,7 @@ SUITE = "basic"
 DEPTH3_TRAIN_SHARE = 0.10
 TEST_PER_FAMILY = {"arithmetic": 100, "strings": 100}
 POOL_PER_STRUCTURE = 1
+POOL_PER_TEST_STRUCTURE = 2
 # Instances per structure in train: more for short compositions so every op is seen with many constants.
 TRAIN_INSTANCES = {1: 12, 2: 5, 3: 3}
 NUM_TESTS = 5
@@ -254,9 +259,9 @@ def _instances(make_draft, key: str, count: int, split: str, seen: set[str]) -> 
     return found
 
 
-def _number(tasks: list[TaskSpec], split: str, rng: random.Random) -> list[TaskSpec]:
+def _number(tasks: list[TaskSpec], split: str, rng: random.Random, first: int = 1) -> list[TaskSpec]:
     rng.shuffle(tasks)
-    width = max(4, len(str(len(tasks))))
+    width = max(4, len(str(first + len(tasks))))
     return [
         TaskSpec(
             f"{SUITE}/{split}/{i:0{width}d}",
@@ -267,7 +272,7 @@ def _number(tasks: list[TaskSpec], split: str, rng: random.Random) -> list[TaskS
             split,
             t.meta,
         )
-        for i, t in enumerate(tasks, start=1)
+        for i, t in enumerate(tasks, start=first)
     ]
 
 
@@ -287,7 +292,9 @@ def _cached_suite(seed: int) -> tuple[TaskSpec, ...]:
 
 def build_suite(seed: int = 0) -> list[TaskSpec]:
     """Generate the suite from scratch (uncached); see :func:`generate_suite`."""
-    splits: dict[str, list[TaskSpec]] = {"train": [], "test": [], "pool": []}
+    # pool_like_test joins the pool after it, numbered after the original pool ids so that a database
+    # imported before it existed keeps every task id and its content
+    splits: dict[str, list[TaskSpec]] = {"train": [], "test": [], "pool": [], "pool_like_test": []}
     seen: set[str] = set()
 
     def add(split: str, make_draft, key: str, count: int) -> int:
@@ -317,7 +324,10 @@ def build_suite(seed: int = 0) -> list[TaskSpec]:
             if index < n_train:
                 add("train", draft, key, TRAIN_INSTANCES[3])
             elif test_left > 0:
-                test_left -= add("test", draft, key, 1)
+                added = add("test", draft, key, 1)
+                test_left -= added
+                if added:  # RL prompts like the held-out ones: same operations, other constants and inputs
+                    add("pool_like_test", draft, f"{key}/pool", POOL_PER_TEST_STRUCTURE)
             else:
                 add("pool", draft, key, POOL_PER_STRUCTURE)
 
@@ -353,4 +363,6 @@ def build_suite(seed: int = 0) -> list[TaskSpec]:
             )
 
     order = random.Random(f"{seed}/order")
-    return [task for split in ("train", "test", "pool") for task in _number(splits[split], split, order)]
+    numbered = [task for split in ("train", "test", "pool") for task in _number(splits[split], split, order)]
+    extra = _number(splits["pool_like_test"], "pool", order, first=len(splits["pool"]) + 1)
+    return numbered + extra
