@@ -178,8 +178,15 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Shipped YAMLs name each other as "configs/<file>.yaml" (e.g. grpo.yaml's reward_config): such a path that is
+# not found from the working directory is looked up in the checkout the package runs from.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if not path.is_file() and not path.is_absolute() and (PROJECT_ROOT / path).is_file():
+        path = PROJECT_ROOT / path
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
