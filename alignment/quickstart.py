@@ -1,9 +1,9 @@
 """``codealign quickstart`` (``make quickstart``): the whole pipeline on the embedded model, CPU only.
 
 init tiny model -> SFT on the basic train split -> sample the SFT policy on the RL prompt pool and score it
-in the sandbox -> execution-preference DPO and GRPO from SFT (+ PPO, + a CONTROL: SFT trained further on
-reference solutions for the same number of steps and batch as DPO) -> evaluate every policy on the held-out
-split (sampled, n per task) -> one table (pass@k, gain over SFT, wall time per stage) -> seed the DB with
+in the sandbox -> execution-preference DPO, GRPO and PPO (at GRPO's sample budget) from SFT, + a CONTROL:
+SFT trained further on reference solutions for DPO's steps and batch -> evaluate every policy on the
+held-out split (sampled, n per task) -> one table (pass@k, gain over SFT, wall time per stage) -> seed the DB with
 rankable items for ``codealign annotate`` -> HTML report.
 
 Examples::
@@ -223,10 +223,10 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
             cfg.sample_split,
             cfg.sample_k,
             params,
-            cfg.sample_prompts,
-            cfg.batch_size,
-            actor,
-            db_url,
+            batch_size=cfg.batch_size,
+            created_by=actor,
+            db_url=db_url,
+            task_ids=_sample_task_ids(cfg),
         )
         summary = score_missing(ScoreOptions(policy=sft_policy, source="basic"), actor, db_url=db_url)
         return None, {"completions": sampled.created + sampled.reused, "verdicts": dict(summary.verdicts)}
@@ -245,8 +245,7 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
         grpo_cfg = _stage_config("grpo", "grpo.yaml", _merge(_common(cfg, out, "grpo", sft.output), cfg.grpo))
         trained["grpo"] = stages.run("grpo", lambda: _train("grpo", grpo_cfg))
     if "ppo" in cfg.stages and _ppo_available():
-        ppo_cfg = _stage_config("ppo", "ppo.yaml", _merge(_common(cfg, out, "ppo", sft.output), cfg.ppo))
-        trained["ppo"] = stages.run("ppo", lambda: _train("ppo", ppo_cfg))
+        trained["ppo"] = stages.run("ppo", lambda: _train("ppo", _ppo_config(cfg, out, sft, trained)))
     if "control" in cfg.stages:
         trained["control"] = stages.run(
             "control", lambda: _train("sft", _control_config(cfg, out, sft, trained))
@@ -320,6 +319,17 @@ def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _sample_task_ids(cfg: QuickstartConfig) -> list[str]:
+    """A seeded random ``sample_prompts`` of the split: the pool's ids are not ordered by kind of prompt,
+    but its later ids are the held-out-like ones (alignment.tasks.basic), so "the first N" would miss them."""
+    import random
+
+    from alignment.tasks.basic import generate_suite
+
+    ids = [t.task_id for t in generate_suite(cfg.suite_seed) if t.split == cfg.sample_split]
+    return sorted(random.Random(cfg.seed).sample(ids, min(cfg.sample_prompts, len(ids))))
+
+
 def _ppo_available() -> bool:
     try:
         return hasattr(importlib.import_module("alignment.ppo"), "train")
@@ -341,6 +351,17 @@ def _control_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained:
     return _stage_config(
         "sft", "sft.yaml", _merge(common, {"lr_scheduler_type": "constant"}, matched, cfg.control)
     )
+
+
+def _ppo_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained: dict[str, StageRecord]):
+    """PPO with as many rollouts as give GRPO's number of sampled completions (the report compares the two at
+    equal sample budget); an explicit ``ppo.max_steps`` in the quickstart config wins."""
+    ppo_cfg = _stage_config("ppo", "ppo.yaml", _merge(_common(cfg, out, "ppo", sft.output), cfg.ppo))
+    grpo = trained.get("grpo")
+    budget = grpo.info["metrics"].get("num_completions") if grpo is not None else None
+    if budget and "max_steps" not in cfg.ppo:
+        ppo_cfg.max_steps = max(1, -(-int(budget) // ppo_cfg.rollout_batch_size))
+    return ppo_cfg
 
 
 def _seed_items(cfg: QuickstartConfig, policy: str, db_url: str | None, actor: str):
