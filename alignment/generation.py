@@ -154,7 +154,9 @@ def generate_rollouts(
     )
     results: list[list[Rollout | None]] = [[None] * n for _ in prompts]
     sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        if temperature > 0
+        else {"do_sample": False}
     )
     try:
         for start in range(0, len(jobs), batch_size):

@@ -338,14 +338,20 @@ def _ppo_available() -> bool:
 
 
 def _control_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained: dict[str, StageRecord]):
-    """SFT continued on reference solutions with DPO's step count and batch size (GUIDE §10's control)."""
+    """SFT continued on reference solutions with DPO's step count, batch size and learning rate (GUIDE §10's
+    control). SFT's own lr (1e-3) at a constant rate wrecked the converged policy (measured -11.6 pts), which
+    says nothing about what extra training is worth."""
     matched: dict[str, Any] = {}
     dpo = trained.get("dpo")
     if dpo is not None:
         metrics = dpo.info["metrics"]
+        dpo_cfg = _stage_config(
+            "dpo", "dpo.yaml", _merge({"model_name_or_path": "-", "output_dir": "-"}, cfg.dpo)
+        )
         matched = {
             "max_steps": int(metrics.get("global_step") or 1),
             "per_device_train_batch_size": int(dpo.info.get("batch_size") or 32),
+            "learning_rate": dpo_cfg.learning_rate,
         }
     common = _common(cfg, out, "control", sft.output)
     return _stage_config(

@@ -122,3 +122,21 @@ def test_micro_quickstart_with_ppo(db_url, tmp_path, steered_sampling):
     assert [row["policy"] for row in result.rows] == ["sft", "ppo"]
     with session_scope(db_url) as session:
         assert session.scalars(select(Policy).where(Policy.name == "qs-ppo")).one().stage == "ppo"
+
+
+def test_control_and_ppo_are_matched_to_dpo_and_grpo(tmp_path):
+    """The control gets DPO's steps, batch and lr; PPO gets GRPO's number of sampled completions."""
+    from alignment.quickstart import StageRecord, _control_config, _ppo_config
+
+    cfg = load_config(QuickstartConfig, DEFAULT_CONFIG, {"dpo": {"learning_rate": 2e-4}})
+    sft = StageRecord("sft", 1.0, str(tmp_path / "sft"), {"policy": "qs-sft"})
+    trained = {
+        "dpo": StageRecord("dpo", 1.0, "x", {"metrics": {"global_step": 7}, "batch_size": 16}),
+        "grpo": StageRecord("grpo", 1.0, "y", {"metrics": {"num_completions": 100}}),
+    }
+    control = _control_config(cfg, tmp_path, sft, trained)
+    assert (control.max_steps, control.per_device_train_batch_size, control.learning_rate) == (7, 16, 2e-4)
+    ppo = _ppo_config(cfg, tmp_path, sft, trained)
+    assert ppo.max_steps == -(-100 // ppo.rollout_batch_size)
+    explicit = load_config(QuickstartConfig, DEFAULT_CONFIG, {"ppo": {"max_steps": 3}})
+    assert _ppo_config(explicit, tmp_path, sft, trained).max_steps == 3
