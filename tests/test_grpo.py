@@ -129,5 +129,8 @@ def test_shipped_yaml_builds_trl_config():
 
     cfg = load_config(GRPORecipeConfig, CONFIGS / "grpo.yaml")
     args = trainer_args(cfg, GRPOConfig)
-    assert (args.num_generations, args.reward_weights, args.beta) == (8, [1.0, 0.1], 0.0)
+    assert (args.num_generations, args.reward_weights, args.beta) == (8, [1.0], 0.0)
     assert cfg.tasks.splits == ["pool"]
+    from reward.rewards import RewardConfig
+
+    assert load_config(RewardConfig, cfg.reward_config).shaping == "binary"  # resolved from any cwd
