@@ -169,6 +169,16 @@ def budget_note(rows: list[dict[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- plots
+def _save(fig, path: Path) -> bool:
+    """Write ``fig`` as the section's PNG and free it; True, the plotters' "plotted" answer."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def _plot_pass_at_k(data: ReportData, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
@@ -195,10 +205,7 @@ def _plot_pass_at_k(data: ReportData, path: Path) -> bool:
         ax.set_ylabel("%")
         ax.set_title(f"{dataset} / {split}")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _plot_curves(data: ReportData, path: Path) -> bool:
@@ -216,10 +223,7 @@ def _plot_curves(data: ReportData, path: Path) -> bool:
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _plot_reward_by_budget(data: ReportData, path: Path) -> bool:
@@ -234,10 +238,7 @@ def _plot_reward_by_budget(data: ReportData, path: Path) -> bool:
     ax.set_xlabel("completions sampled")
     ax.set_ylabel("mean training reward")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _plot_verdicts(data: ReportData, path: Path) -> bool:
@@ -255,10 +256,7 @@ def _plot_verdicts(data: ReportData, path: Path) -> bool:
         bottom = [b + s for b, s in zip(bottom, shares)]
     ax.set_ylabel("share of executed completions")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------- html
