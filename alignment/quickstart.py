@@ -2,7 +2,7 @@
 
 init tiny model -> SFT on the basic train split -> sample the SFT policy on the RL prompt pool and score it
 in the sandbox -> execution-preference DPO, GRPO and PPO (at GRPO's sample budget) from SFT, + a CONTROL:
-SFT trained further on reference solutions for DPO's steps and batch -> evaluate every policy on the
+SFT trained further on reference solutions at DPO's steps, batch and lr -> evaluate every policy on the
 held-out split (sampled, n per task) -> one table (pass@k, gain over SFT, wall time per stage) -> seed the DB with
 rankable items for ``codealign annotate`` -> HTML report.
 
@@ -158,6 +158,7 @@ def _train(stage: str, cfg) -> tuple[str, dict[str, Any]]:
         "run_id": outcome.run_id,
         "metrics": metrics,
         "batch_size": batch,
+        "learning_rate": cfg.learning_rate,
     }
 
 
@@ -345,14 +346,12 @@ def _control_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained:
     dpo = trained.get("dpo")
     if dpo is not None:
         metrics = dpo.info["metrics"]
-        dpo_cfg = _stage_config(
-            "dpo", "dpo.yaml", _merge({"model_name_or_path": "-", "output_dir": "-"}, cfg.dpo)
-        )
         matched = {
             "max_steps": int(metrics.get("global_step") or 1),
             "per_device_train_batch_size": int(dpo.info.get("batch_size") or 32),
-            "learning_rate": dpo_cfg.learning_rate,
         }
+        if "learning_rate" in dpo.info:  # absent in stage records written before it was recorded
+            matched["learning_rate"] = dpo.info["learning_rate"]
     common = _common(cfg, out, "control", sft.output)
     return _stage_config(
         "sft", "sft.yaml", _merge(common, {"lr_scheduler_type": "constant"}, matched, cfg.control)

@@ -128,10 +128,12 @@ def test_control_and_ppo_are_matched_to_dpo_and_grpo(tmp_path):
     """The control gets DPO's steps, batch and lr; PPO gets GRPO's number of sampled completions."""
     from alignment.quickstart import StageRecord, _control_config, _ppo_config
 
-    cfg = load_config(QuickstartConfig, DEFAULT_CONFIG, {"dpo": {"learning_rate": 2e-4}})
+    cfg = load_config(QuickstartConfig, DEFAULT_CONFIG)
     sft = StageRecord("sft", 1.0, str(tmp_path / "sft"), {"policy": "qs-sft"})
     trained = {
-        "dpo": StageRecord("dpo", 1.0, "x", {"metrics": {"global_step": 7}, "batch_size": 16}),
+        "dpo": StageRecord(
+            "dpo", 1.0, "x", {"metrics": {"global_step": 7}, "batch_size": 16, "learning_rate": 2e-4}
+        ),
         "grpo": StageRecord("grpo", 1.0, "y", {"metrics": {"num_completions": 100}}),
     }
     control = _control_config(cfg, tmp_path, sft, trained)
