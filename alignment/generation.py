@@ -88,7 +88,8 @@ def _prefill_shared_prompts(model, tokenizer, batch_prompts: list[str]):
     import torch
     from transformers import DynamicCache
 
-    distinct = list(dict.fromkeys(batch_prompts))
+    row_of = {prompt: row for row, prompt in enumerate(dict.fromkeys(batch_prompts))}
+    distinct = list(row_of)
     enc = tokenizer(distinct, return_tensors="pt", padding=True, add_special_tokens=False)
     enc = {k: v.to(model.device) for k, v in enc.items()}
     cache = DynamicCache(config=model.config)
@@ -101,7 +102,7 @@ def _prefill_shared_prompts(model, tokenizer, batch_prompts: list[str]):
             cache=cache,
             use_cache=True,
         )
-    rows = torch.tensor([distinct.index(p) for p in batch_prompts], device=model.device)
+    rows = torch.tensor([row_of[p] for p in batch_prompts], device=model.device)
     cache.batch_select_indices(rows)
     return {k: v[rows] for k, v in enc.items()}, cache
 

@@ -211,7 +211,7 @@ class TaskSelection:
     load_from: Literal["db", "generator"] = "db"  # generator: alignment.tasks.basic, no DB needed
     generator_seed: int = 0
     # only tasks whose meta["family"] is listed (basic: arithmetic, strings, lists, dicts, conditionals, loops);
-    # empty = every task. The quickstart trains on the families its held-out split tests, to fit its budget.
+    # empty = every task
     families: list[str] = field(default_factory=list)
     limit: int | None = None  # first N tasks (by id) — for smoke runs
 
