@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import marshal
 import os
 import resource
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 
 RESULT_FD = 3
+REQUEST_FD = 4  # memfd: 8-byte length + marshal of (program, tests, nonce, limits, sample_dir)
 FIELD, RECORD = "\x1f", "\x1e"
 MAX_RECORD_BYTES = 1 << 20
 OUTPUT_LIMIT = 4096
@@ -55,11 +57,27 @@ class _CappedText(io.TextIOBase):
         return "".join(self.parts)
 
 
+def write_request(fd: int, program, tests: list, nonce: str, limits: dict, sample_dir: str) -> None:
+    """The worker's half of :func:`run_request`: code objects travel marshalled (loading is far cheaper
+    than compiling in the child, where every page the compiler touches is a copy-on-write fault)."""
+    blob = marshal.dumps((program, tests, nonce, limits, sample_dir))
+    os.pwrite(fd, len(blob).to_bytes(8, "little") + blob, 0)
+
+
+def run_request(state: dict) -> None:
+    """Runs in the child forked by :mod:`reward._zygote`: reads this run's request, then :func:`run_child`
+    (which closes the request descriptor before the program starts)."""
+    size = int.from_bytes(os.pread(REQUEST_FD, 8, 0), "little")
+    program, tests, nonce, limits, sample_dir = marshal.loads(os.pread(REQUEST_FD, size, 8))
+    run_child(program, tests, nonce, limits, sample_dir, state)
+
+
 def run_child(program, tests: list, nonce: str, limits: dict, sample_dir: str, state: dict) -> None:
     """Runs in the forked child; never returns. Every name it uses after the program starts is a local.
 
     ``program`` is normally a code object compiled by the worker (compiling here would pay copy-on-write
-    faults for every page the compiler touches: ~1 ms); source text only for oversized programs.
+    faults for every page the compiler touches: ~1 ms); source text only for oversized programs. Expects
+    the result pipe on ``RESULT_FD``; every descriptor above it is closed before the program runs.
     """
     # Programs may rebind builtins or module attributes; the harness only uses what it captured here.
     write, exit_now, exec_, compile_, dict_, type_ = os.write, os._exit, exec, compile, dict, type

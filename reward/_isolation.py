@@ -65,7 +65,7 @@ def _make_cgroup(pids_max: int) -> str | None:
     try:
         os.makedirs(path, exist_ok=True)
         with open(os.path.join(path, "pids.max"), "w") as fh:
-            fh.write(str(pids_max + 1))  # + the worker itself
+            fh.write(str(pids_max + 2))  # + the worker and its fork server
         with open(os.path.join(path, "cgroup.procs"), "w") as fh:
             fh.write(str(os.getpid()))
     except OSError:
@@ -111,19 +111,14 @@ def setup(cfg: dict) -> dict:
     return state
 
 
-def vm_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def kill_descendants() -> None:
+def kill_descendants(spare: frozenset[int] = frozenset()) -> None:
     """Partial mode: the run's leftovers (daemons included) end up as our children, because we are their
-    subreaper; kill and reap them until none is left."""
+    subreaper; kill and reap them (all but ``spare``) until none is left."""
     path = f"/proc/self/task/{os.getpid()}/children"
     for _ in range(200):
         try:
             with open(path) as fh:
-                pids = [int(p) for p in fh.read().split()]
+                pids = [int(p) for p in fh.read().split() if int(p) not in spare]
         except OSError:
             return
         if not pids:
@@ -137,13 +132,13 @@ def kill_descendants() -> None:
                 pass
 
 
-def kill_cgroup(path: str, spare: int | None = None, between=lambda: None) -> None:
-    """SIGKILL every process in the cgroup but ``spare`` until none is left (bounded; a fork bomb is capped
-    by pids.max, so it cannot outrun this). Also used by the pool for the cgroups of dead workers."""
+def kill_cgroup(path: str, spare: frozenset[int] = frozenset(), between=lambda: None) -> None:
+    """SIGKILL every process in the cgroup but those in ``spare`` until none is left (bounded; a fork bomb
+    is capped by pids.max, so it cannot outrun this). Also used by the pool for the cgroups of dead workers."""
     for _ in range(200):
         try:
             with open(path + "/cgroup.procs") as fh:
-                left = [int(p) for p in fh.read().split() if int(p) != spare]
+                left = [int(p) for p in fh.read().split() if int(p) not in spare]
         except OSError:  # the cgroup is gone
             return
         if not left:
@@ -154,14 +149,14 @@ def kill_cgroup(path: str, spare: int | None = None, between=lambda: None) -> No
         time.sleep(0.001)
 
 
-def reap_until_alone(cgroup: str, limit_s: float = 2.0) -> None:
+def reap_until_alone(cgroup: str, alone: int, limit_s: float = 2.0) -> None:
     """Killed processes leave the cgroup before they are zombies; pids.current counts them until reaped, so
-    wait for it to drop to the worker alone (no zombie of this run outlives the run)."""
+    wait for it to drop to the ``alone`` processes that stay (no zombie of this run outlives the run)."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         reap()
         with open(cgroup + "/pids.current") as fh:
-            if int(fh.read()) <= 1:
+            if int(fh.read()) <= alone:
                 return
         time.sleep(0.0005)
 

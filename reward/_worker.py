@@ -1,40 +1,41 @@
-"""Sandbox worker process: isolates itself once, then forks one short-lived child per program.
+"""Sandbox worker process: isolates itself once, then runs each program in a short-lived forked child.
 
 Started by :mod:`reward.pool` as ``python -I -S reward/_worker.py CONFIG_JSON``; it speaks JSON lines on
-stdin/stdout (one request in, one result out). Standard library only, so it starts fast and forks small.
-Isolation set-up and per-run clean-up live in :mod:`reward._isolation`, the in-child harness (records,
-verdicts) in :mod:`reward._harness`; this module is the request loop and the fork/wait of each run.
+stdin/stdout (one request in, one result out). Standard library only. Isolation set-up and per-run clean-up
+live in :mod:`reward._isolation`, the in-child harness (records, verdicts) in :mod:`reward._harness`, the
+fork server that forks each child in :mod:`reward._zygote`; this module is the request loop, the deadline
+and the clean-up of each run.
 
 Set up once per worker (as root): private network namespace (no interfaces up: loopback and the outside are
 unreachable), private mount namespace with tmpfs over /tmp, /var/tmp, /dev/shm and /run/lock, the root file
 system remounted read-only, directories only root can traverse (e.g. ``/root`` holding the interpreter)
 replaced by a tmpfs that exposes just the interpreter prefix, a ``pids`` cgroup, and child-subreaper status
-so orphans come back to us. Commonly used modules are imported before forking, so programs get them free.
+so orphans come back to us. Then the fork server starts inside all of that, with commonly used modules
+imported, so programs get them free.
 
-Per program: compile in the worker (syntax errors end here) -> ``fork`` (the child inherits the cgroup) ->
-new session -> stdio to /dev/null -> rlimits (CPU, address space,
+Per program: compile here (syntax errors end here) -> hand the code over in a memfd -> the fork server
+forks (the child inherits the cgroup) -> new session -> stdio to /dev/null -> rlimits (CPU, address space,
 processes, file size, open files, no core) -> drop to this worker's own unprivileged uid -> run the program
 and the tests in-process under an audit hook -> stream one record per test to a pipe. The worker enforces
 the wall-clock deadline, then kills the process group and everything left in the cgroup.
 
 Guarantees: a program cannot reach the network, write outside its tmpfs, read files only root may read,
-signal the worker, exceed the CPU/memory/process/output limits, or stall the worker past its deadline.
-Results come only from records carrying a per-run nonce, written after the tests ran; exiting early,
-printing success markers, redefining ``check``/helpers or builtins the tests use, or tampering with the
-harness functions cannot produce "passed".
+signal the worker or the fork server, exceed the CPU/memory/process/output limits, or stall the worker past
+its deadline. Results come only from records carrying a per-run nonce, written after the tests ran; exiting
+early, printing success markers, redefining ``check``/helpers or builtins the tests use, or tampering with
+the harness functions cannot produce "passed".
 Non-guarantees: the program shares the process with the harness. The audit hook blocks ``gc`` heap walks,
 ``ctypes``, tracing and ``__code__`` swaps, but frames stay reachable (the standard library needs
 ``sys._getframe``), so a program written to walk up to the harness's frame can read the nonce and forge
 results. Python is not a security boundary; kernel exploits are out of scope.
 Without root (or namespaces) isolation is "partial": rlimits, deadlines and killing every leftover process
-only; the result says so.
+only; the result says so (a program can then kill the fork server: that run is a ``sandbox_error`` and the
+server is restarted).
 """
 
 from __future__ import annotations
 
-import builtins
-import gc
-import importlib
+import fcntl
 import json
 import os
 import resource
@@ -49,30 +50,107 @@ from reward import _harness, _isolation
 
 del sys.path[0]  # programs do not get our source tree on their path
 
-# Imported before forking so that children find them in sys.modules (fast, and readable after the uid drop).
-# Each module makes every fork slower (more pages to map), so only the ones generated code uses most.
-PRELOADED = (
-    "bisect",
-    "collections",
-    "copy",
-    "functools",
-    "heapq",
-    "itertools",
-    "math",
-    "operator",
-    "random",
-    "re",
-    "string",
-    "typing",
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_FD = (
+    5  # the fork server finds reward/ through /proc/self/fd/5: the source may be under the private /tmp
 )
+ZYGOTE_START_S = 20.0
 MAX_PARENT_COMPILE = 1 << 20  # programs up to 1 MiB are compiled by the worker (bounded time, no fork)
 
 
-class Worker:
-    """Runs one request at a time: compile, fork the harness, wait under the deadline, clean up, judge."""
+class ForkServerDied(Exception):
+    pass
 
-    def __init__(self, state: dict):
+
+class ForkServer:
+    """The worker's end of :mod:`reward._zygote`: start it, submit a run, learn the child's pid and status."""
+
+    def __init__(self, state: dict, site_dirs: list[str], package: int):
+        uid = state["uid"]
+        self.package = package  # an O_PATH descriptor of PACKAGE_PARENT, opened before the mounts
+        # The real interpreter: a virtualenv's bin/ may be hidden (under /tmp), the prefix it links to is not.
+        self.argv = [
+            os.path.realpath(sys.executable),
+            "-I",
+            "-S",
+            f"/proc/self/fd/{PACKAGE_FD}/reward/_zygote.py",
+            str(uid) if uid is not None else "-",
+            str(state["pids_max"]),
+            state["tmp_root"] or "",
+            os.pathsep.join(site_dirs),
+        ]
+        self.pid = 0
+        self.fds: dict[str, int] = {}
+
+    def start(self) -> None:
+        command_r, command_w = os.pipe()
+        status_r, status_w = os.pipe()
+        result_r, result_w = os.pipe()
+        request = os.memfd_create("codealign-request")
+        # Above the numbers the server expects (0..4), so that no dup2 below is a no-op keeping close-on-exec.
+        ours = {"command": _high(command_w), "status": _high(status_r), "result": _high(result_r)}
+        theirs = [_high(fd) for fd in (command_r, status_w, result_w, request)]
+        targets = (0, 1, 3, 4, PACKAGE_FD)
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip([*theirs, self.package], targets)]
+        self.pid = os.posix_spawn(self.argv[0], self.argv, dict(os.environ), file_actions=actions)
+        for fd in theirs[:3]:
+            os.close(fd)
+        self.fds = {**ours, "request": theirs[3]}
+        os.set_blocking(self.fds["result"], False)
+        if self._read(self.fds["status"], 1, time.monotonic() + ZYGOTE_START_S) != b"R":
+            raise ForkServerDied("the fork server did not start")
+
+    def submit(self, program, tests: list, nonce: str, limits: dict, sample_dir: str) -> int:
+        """Start one run; return the child's pid."""
+        if not self.pid:
+            self.start()
+        _harness.write_request(self.fds["request"], program, tests, nonce, limits, sample_dir)
+        try:
+            os.write(self.fds["command"], b"x")
+        except OSError as exc:  # BrokenPipeError: the server is gone
+            raise ForkServerDied(f"the fork server is gone ({exc})") from None
+        return int.from_bytes(self._read(self.fds["status"], 4, time.monotonic() + ZYGOTE_START_S), "little")
+
+    def wait_status(self, deadline: float) -> int:
+        return int.from_bytes(self._read(self.fds["status"], 4, deadline), "little")
+
+    def _read(self, fd: int, size: int, deadline: float) -> bytes:
+        data = b""
+        while len(data) < size:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise ForkServerDied("the fork server did not answer in time")
+            chunk = os.read(fd, size - len(data))
+            if not chunk:
+                raise ForkServerDied("the fork server exited")
+            data += chunk
+        return data
+
+    def stop(self) -> None:
+        for fd in self.fds.values():
+            _isolation.quietly(os.close, fd)
+        self.fds = {}
+        if self.pid:  # at the end of its command pipe it exits; if it does not, it is killed
+            deadline = time.monotonic() + 2.0
+            try:
+                while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                    if time.monotonic() > deadline:
+                        _kill(self.pid)
+                        os.waitpid(self.pid, 0)
+                        break
+                    time.sleep(0.001)
+            except ChildProcessError:  # already reaped with the run's leftovers
+                pass
+        self.pid = 0
+
+
+class Worker:
+    """Runs one request at a time: compile, have the fork server start the harness, wait under the deadline,
+    clean up, judge."""
+
+    def __init__(self, state: dict, server: ForkServer):
         self.state = state
+        self.server = server
         self.counter = 0
         self.code_cache: dict[str, object] = {}
 
@@ -109,21 +187,26 @@ class Worker:
         limits = {k: req[k] for k in ("timeout_s", "memory_mb", "fail_fast") if k in req}
         self.counter += 1
         root = self.state["tmp_root"] or "/tmp"
-        sample_dir = os.path.join(root, f"s{self.counter}")
         nonce = os.urandom(8).hex()
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(read_end)
-                os.dup2(write_end, _harness.RESULT_FD)
-                _harness.run_child(program, test_codes, nonce, limits, sample_dir, self.state)
-            finally:
-                os._exit(70)
-        os.close(write_end)
-        outcome = self._wait(pid, read_end, start + float(req["timeout_s"]))
-        os.close(read_end)
+        raw = bytearray()
+        pid = 0
+        try:
+            pid = self.server.submit(
+                program, test_codes, nonce, limits, os.path.join(root, f"s{self.counter}")
+            )
+            outcome = self._wait(pid, raw, start + float(req["timeout_s"]))
+        except ForkServerDied as exc:
+            self._cleanup(pid)
+            self.server.stop()  # started again by the next run
+            return {
+                "verdict": "sandbox_error",
+                "error_type": "ForkServerDied",
+                "error_message": str(exc),
+                "tests_total": len(test_codes),
+            }
         self._cleanup(pid)
+        _drain(self.server.fds["result"], raw)  # what the run's last processes wrote before they were killed
+        outcome["raw"] = bytes(raw)
         result = _harness.verdict(len(test_codes), _harness.parse_records(outcome["raw"], nonce), outcome)
         if outcome["exit_code"] == 70 and result["verdict"] == "runtime_error" and not outcome["raw"]:
             result.update(
@@ -134,53 +217,43 @@ class Worker:
         result["duration_s"] = time.monotonic() - start
         return result
 
-    def _wait(self, pid: int, read_end: int, deadline: float) -> dict:
-        # A pidfd makes the child's exit selectable; kernels before 5.3 lack it, so poll there instead.
-        pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-        os.set_blocking(read_end, False)
-        raw = bytearray()
-        watch = [read_end] + ([pidfd] if pidfd is not None else [])
-        timed_out, status = False, None
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    timed_out = True
-                    break
-                ready, _, _ = select.select(
-                    watch, [], [], remaining if pidfd is not None else min(remaining, 0.005)
-                )
-                if read_end in ready and not _drain(read_end, raw):
-                    watch.remove(read_end)
-                if pidfd is None or pidfd in ready:
-                    done_pid, wait_status = os.waitpid(pid, 0 if pidfd is not None else os.WNOHANG)
-                    if done_pid:
-                        status = wait_status
-                        break
-            _drain(read_end, raw)
-        finally:
-            if pidfd is not None:
-                os.close(pidfd)
-        if status is None:
+    def _wait(self, pid: int, raw: bytearray, deadline: float) -> dict:
+        """Collect the child's records until it ends or the deadline passes (then kill it)."""
+        result_fd, status_fd = self.server.fds["result"], self.server.fds["status"]
+        timed_out = False
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([result_fd, status_fd], [], [], remaining)
+            if result_fd in ready:
+                _drain(result_fd, raw)
+            if status_fd in ready:
+                break
+        if timed_out:
             _isolation.killpg(pid)
-            _, status = os.waitpid(pid, 0)
+            _kill(pid)  # not yet its own process group if it has only just been forked
+        status = self.server.wait_status(time.monotonic() + 5.0)
+        _drain(result_fd, raw)
         return {
-            "raw": bytes(raw),
             "timed_out": timed_out,
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
             "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         }
 
     def _cleanup(self, pid: int) -> None:
-        _isolation.killpg(pid)
+        if pid:
+            _isolation.killpg(pid)
+        spare = frozenset({os.getpid(), self.server.pid})
         cgroup = self.state["cgroup"]
         if cgroup:
-            _isolation.kill_cgroup(cgroup, spare=os.getpid(), between=_isolation.reap)
-            _isolation.reap_until_alone(cgroup)
+            _isolation.kill_cgroup(cgroup, spare=spare, between=_isolation.reap)
+            _isolation.reap_until_alone(cgroup, alone=len(spare))
         elif self.state["uid"] is not None:
             self._kill_uid()
         else:
-            _isolation.kill_descendants()
+            _isolation.kill_descendants(spare)
         _isolation.reap()
         _isolation.wipe(self.state["tmp_root"] or "/tmp")
 
@@ -216,6 +289,20 @@ class Worker:
                 return
 
 
+def _high(fd: int) -> int:
+    """``fd`` moved above 4 (close-on-exec)."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 5)
+    os.close(fd)
+    return moved
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _drain(fd: int, raw: bytearray) -> bool:
     """Read what is available; False at end of file."""
     while True:
@@ -231,10 +318,11 @@ def _drain(fd: int, raw: bytearray) -> bool:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    # Started with -S (no site: its .pth hooks import a dozen modules every fork would copy); programs still
-    # see the site-packages directories the pool passed.
-    sys.path.extend(p for p in cfg.get("site_dirs", []) if p not in sys.path)
+    package = _high(os.open(PACKAGE_PARENT, os.O_PATH | os.O_DIRECTORY))
     state = _isolation.setup(cfg)
+    # The site-packages directories the pool passed reach programs through the fork server's sys.path.
+    server = ForkServer(state, cfg.get("site_dirs", []), package)
+    server.start()
     send = sys.stdout.buffer
     reply = {
         "ready": True,
@@ -245,14 +333,7 @@ def main() -> None:
     }
     send.write(json.dumps(reply).encode() + b"\n")
     send.flush()
-    for name in PRELOADED:
-        importlib.import_module(name)
-    home = state["tmp_root"] or "/tmp"
-    os.environ.update({"HOME": home, "TMPDIR": home})
-    worker = Worker(state)
-    state["clean_builtins"] = dict(builtins.__dict__)  # what tests see, whatever the program rebinds
-    state["vm_bytes"] = _isolation.vm_bytes()
-    gc.freeze()  # keep forked children from copying pages just to update GC bookkeeping
+    worker = Worker(state, server)
     try:
         for line in sys.stdin.buffer:  # ends when the pool closes our stdin (or dies)
             req = json.loads(line)
@@ -269,6 +350,7 @@ def main() -> None:
             send.write(json.dumps(result).encode() + b"\n")
             send.flush()
     finally:
+        server.stop()
         if state["tmp_root"]:  # partial mode works in a host temp directory: leave nothing behind
             _isolation.wipe(state["tmp_root"])
             _isolation.quietly(os.rmdir, state["tmp_root"])

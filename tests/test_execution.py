@@ -171,6 +171,17 @@ def test_degraded_isolation_is_explicit():
     assert (r.verdict, r.isolation) == ("passed", "partial")
 
 
+def test_degraded_mode_survives_a_program_killing_the_fork_server():
+    # Without the uid drop a program may signal its parent, the fork server: that run is our failure to
+    # isolate (sandbox_error, never a verdict on the program) and the next run gets a fresh server.
+    killer = "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(0.2)\n" + ADD
+    with SandboxPool(1, isolate=False) as pool:
+        (first,) = pool.run_batch([(killer, ["assert add(1, 1) == 2"])], timeout_s=2.0)
+        (second,) = pool.run_batch([(ADD, ["assert add(1, 1) == 2"])], timeout_s=2.0)
+    assert (first.verdict, first.error_type) == ("sandbox_error", "ForkServerDied")
+    assert second.verdict == "passed"
+
+
 def test_degraded_mode_still_kills_background_daemons():
     program = "import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n    time.sleep(60)\n"
     program += "    os._exit(0)\n"

@@ -267,8 +267,11 @@ def test_pool_still_scores_a_correct_program_after_everything(pool):
     r = run(pool, ADD, ADD_TESTS)
     assert (r.verdict, r.tests_passed, r.isolation) == ("passed", 2, "full")
     worker_cgroups = [w.info["cgroup"] for w in pool._workers if w.info["cgroup"]]  # None: no cgroup v1 pids
-    for cgroup in worker_cgroups:  # only the worker itself is left in its cgroup
-        assert Path(cgroup, "cgroup.procs").read_text().split() == [str(Path(cgroup).name[1:])]
+    for cgroup in worker_cgroups:  # only the worker and its fork server are left in its cgroup
+        worker = Path(cgroup).name[1:]
+        fork_server = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+        assert len(fork_server) == 1
+        assert sorted(Path(cgroup, "cgroup.procs").read_text().split()) == sorted([worker, *fork_server])
 
 
 def test_without_a_cgroup_the_uid_fallback_contains_bombs_and_daemons():
