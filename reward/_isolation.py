@@ -77,6 +77,7 @@ def setup(cfg: dict) -> dict:
     """Isolate this worker once; return what was achieved (``isolation`` full|partial and notes)."""
     notes: list[str] = []
     state = {"uid": None, "cgroup": None, "isolated_fs": False, "tmp_root": None}
+    mounted: list[str] = []
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     want = cfg.get("isolate", True)
     if want and os.geteuid() == 0:
@@ -88,6 +89,7 @@ def setup(cfg: dict) -> dict:
             for d in PRIVATE_DIRS:
                 if os.path.isdir(d):
                     _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=1777")
+                    mounted.append(d)
             # Last, so that if it fails the private /tmp above is still there for the partial mode.
             _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
             state["isolated_fs"] = True
@@ -104,6 +106,10 @@ def setup(cfg: dict) -> dict:
     if not state["isolated_fs"]:
         state["tmp_root"] = f"/tmp/codealign-sbx-{os.getpid()}-{os.urandom(4).hex()}"
         os.mkdir(state["tmp_root"], 0o700)
+    # Programs start in an empty scratch directory; everything written to the scratch directories is
+    # removed after each run.
+    state["workdir"] = "/tmp" if state["isolated_fs"] else state["tmp_root"]
+    state["scratch"] = mounted if state["isolated_fs"] else [state["tmp_root"]]
     full = state["isolated_fs"] and state["uid"] is not None
     state["isolation"] = "full" if full else "partial"
     state["notes"] = notes
@@ -183,6 +189,17 @@ def reap() -> None:
             return
         if pid == 0:
             return
+
+
+def wipe_scratch(state: dict) -> None:
+    """Empty the scratch directories after a run. A private tmpfs that holds nothing (its root is its only
+    inode: one statvfs call) is left alone, so a run that wrote no files costs no directory walk."""
+    for directory in state["scratch"]:
+        if state["isolated_fs"]:
+            usage = os.statvfs(directory)
+            if usage.f_files - usage.f_ffree <= 1:
+                continue
+        wipe(directory)
 
 
 def wipe(root: str) -> None:

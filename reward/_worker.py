@@ -76,7 +76,7 @@ class ForkServer:
             f"/proc/self/fd/{PACKAGE_FD}/reward/_zygote.py",
             str(uid) if uid is not None else "-",
             str(state["pids_max"]),
-            state["tmp_root"] or "",
+            state["workdir"],
             os.pathsep.join(site_dirs),
         ]
         self.pid = 0
@@ -100,11 +100,11 @@ class ForkServer:
         if self._read(self.fds["status"], 1, time.monotonic() + ZYGOTE_START_S) != b"R":
             raise ForkServerDied("the fork server did not start")
 
-    def submit(self, program, tests: list, nonce: str, limits: dict, sample_dir: str) -> int:
+    def submit(self, program, tests: list, nonce: str, limits: dict, workdir: str) -> int:
         """Start one run; return the child's pid."""
         if not self.pid:
             self.start()
-        _harness.write_request(self.fds["request"], program, tests, nonce, limits, sample_dir)
+        _harness.write_request(self.fds["request"], program, tests, nonce, limits, workdir)
         try:
             os.write(self.fds["command"], b"x")
         except OSError as exc:  # BrokenPipeError: the server is gone
@@ -151,7 +151,6 @@ class Worker:
     def __init__(self, state: dict, server: ForkServer):
         self.state = state
         self.server = server
-        self.counter = 0
         self.code_cache: dict[str, object] = {}
 
     def _compiled(self, tests: list[str]) -> list:
@@ -185,15 +184,11 @@ class Worker:
             except (RecursionError, MemoryError):
                 pass  # let the child, under its limits, fail on it and classify the error
         limits = {k: req[k] for k in ("timeout_s", "memory_mb", "fail_fast") if k in req}
-        self.counter += 1
-        root = self.state["tmp_root"] or "/tmp"
         nonce = os.urandom(8).hex()
         raw = bytearray()
         pid = 0
         try:
-            pid = self.server.submit(
-                program, test_codes, nonce, limits, os.path.join(root, f"s{self.counter}")
-            )
+            pid = self.server.submit(program, test_codes, nonce, limits, self.state["workdir"])
             outcome = self._wait(pid, raw, start + float(req["timeout_s"]))
         except ForkServerDied as exc:
             self._cleanup(pid)
@@ -255,7 +250,7 @@ class Worker:
         else:
             _isolation.kill_descendants(spare)
         _isolation.reap()
-        _isolation.wipe(self.state["tmp_root"] or "/tmp")
+        _isolation.wipe_scratch(self.state)
 
     def _kill_uid(self) -> None:
         """Without a cgroup, the run's leftovers are exactly the processes of this worker's uid. A reaper with

@@ -1,7 +1,7 @@
 """Fork server of a sandbox worker: forks the child that runs each program and reports how it ended.
 
 Started once by :mod:`reward._worker` (inside the worker's namespaces and cgroup, as root) as
-``python -I -S reward/_zygote.py UID PIDS_MAX TMP_ROOT SITE_DIRS``; it never reads a request itself.
+``python -I -S reward/_zygote.py UID PIDS_MAX WORKDIR SITE_DIRS``; it never reads a request itself.
 
 Why a process of its own: a fork write-protects every page of the forking process, so the worker, which
 decodes requests, compiles and judges between forks, paid a copy-on-write fault for each page it touched
@@ -55,14 +55,13 @@ def _vm_bytes() -> int:
 
 
 def main() -> None:
-    uid, pids_max, tmp_root, site_dirs = sys.argv[1:5]
+    uid, pids_max, workdir, site_dirs = sys.argv[1:5]
     # Started with -S (no site: its .pth hooks import a dozen modules every fork would copy); programs still
     # see the site-packages directories the pool passed.
     sys.path.extend(p for p in site_dirs.split(os.pathsep) if p and p not in sys.path)
     for name in PRELOADED:
         importlib.import_module(name)
-    home = tmp_root or "/tmp"
-    os.environ.update({"HOME": home, "TMPDIR": home})
+    os.environ.update({"HOME": workdir, "TMPDIR": workdir})
     state = {
         "uid": int(uid) if uid != "-" else None,
         "pids_max": int(pids_max),

@@ -132,7 +132,8 @@ def test_writes_outside_the_sandbox_fail(pool, tmp_path):
 def test_private_tmp_is_writable_but_never_reaches_the_host(pool):
     name = f"codealign-escape-{uuid.uuid4().hex}"
     program = f"for d in ('/tmp', '/dev/shm', '/var/tmp'):\n    open(d + '/{name}', 'w').write('x')\n" + ADD
-    assert run(pool, program, ADD_TESTS).verdict == "passed"
+    for _ in pool._workers:  # leave files in every worker's scratch directories
+        assert run(pool, program, ADD_TESTS).verdict == "passed"
     assert not any(Path(d, name).exists() for d in ("/tmp", "/dev/shm", "/var/tmp"))
     junk = (
         "import os\nhome = os.getcwd()\nos.chdir('/tmp')\n"
@@ -142,10 +143,11 @@ def test_private_tmp_is_writable_but_never_reaches_the_host(pool):
         "os.chmod('/tmp/locked', 0o500)\n"
     )
     assert run(pool, junk + ADD, ADD_TESTS).verdict == "passed"
-    for _ in pool._workers:  # whichever worker runs it, /tmp holds only the new program's own directory
+    for _ in pool._workers:  # whichever worker runs it, the next program starts in empty scratch directories
         clean = run(
             pool,
-            "import os\nassert os.listdir('/tmp') == [os.path.basename(os.getcwd())], os.listdir('/tmp')\n"
+            "import os\nassert os.getcwd() == os.environ['HOME'] == '/tmp'\n"
+            "for d in ('/tmp', '/dev/shm', '/var/tmp'):\n    assert os.listdir(d) == [], (d, os.listdir(d))\n"
             + ADD,
             ADD_TESTS,
         )
