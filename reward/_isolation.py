@@ -155,15 +155,23 @@ def kill_cgroup(path: str, spare: frozenset[int] = frozenset(), between=lambda: 
         time.sleep(0.001)
 
 
+def cgroup_size(path: str) -> int:
+    """Processes in the cgroup, zombies not yet reaped included (``pids.current``)."""
+    fd = os.open(path + "/pids.current", os.O_RDONLY)
+    try:
+        return int(os.read(fd, 32))
+    finally:
+        os.close(fd)
+
+
 def reap_until_alone(cgroup: str, alone: int, limit_s: float = 2.0) -> None:
     """Killed processes leave the cgroup before they are zombies; pids.current counts them until reaped, so
     wait for it to drop to the ``alone`` processes that stay (no zombie of this run outlives the run)."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         reap()
-        with open(cgroup + "/pids.current") as fh:
-            if int(fh.read()) <= alone:
-                return
+        if cgroup_size(cgroup) <= alone:
+            return
         time.sleep(0.0005)
 
 

@@ -243,8 +243,9 @@ class Worker:
         spare = frozenset({os.getpid(), self.server.pid})
         cgroup = self.state["cgroup"]
         if cgroup:
-            _isolation.kill_cgroup(cgroup, spare=spare, between=_isolation.reap)
-            _isolation.reap_until_alone(cgroup, alone=len(spare))
+            if _isolation.cgroup_size(cgroup) > len(spare):  # most runs leave nothing: one read
+                _isolation.kill_cgroup(cgroup, spare=spare, between=_isolation.reap)
+                _isolation.reap_until_alone(cgroup, alone=len(spare))
         elif self.state["uid"] is not None:
             self._kill_uid()
         else:
