@@ -92,7 +92,10 @@ class ForkServer:
         theirs = [_high(fd) for fd in (command_r, status_w, result_w, request)]
         targets = (0, 1, 3, 4, PACKAGE_FD)
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip([*theirs, self.package], targets)]
-        self.pid = os.posix_spawn(self.argv[0], self.argv, dict(os.environ), file_actions=actions)
+        # LD_BIND_NOW: resolve every C symbol once in the server, not lazily in each child (a lazy binding
+        # writes the GOT page: one more copy-on-write fault per run for each first-called function).
+        env = {**os.environ, "LD_BIND_NOW": "1"}
+        self.pid = os.posix_spawn(self.argv[0], self.argv, env, file_actions=actions)
         for fd in theirs[:3]:
             os.close(fd)
         self.fds = {**ours, "request": theirs[3]}

@@ -62,6 +62,8 @@ def main() -> None:
     for name in PRELOADED:
         importlib.import_module(name)
     os.environ.update({"HOME": workdir, "TMPDIR": workdir})
+    # LD_BIND_NOW is read by the loader at start-up only: programs see a plain environment.
+    os.environ.pop("LD_BIND_NOW", None)
     state = {
         "uid": int(uid) if uid != "-" else None,
         "pids_max": int(pids_max),
