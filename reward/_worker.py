@@ -51,6 +51,12 @@ from reward import _harness, _isolation
 del sys.path[0]  # programs do not get our source tree on their path
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Resolved now, before the private /tmp may hide a virtualenv's bin/: the interpreter it links to lives under
+# the prefix the isolation exposes. A venv with copied binaries falls back to the prefix's own interpreter.
+INTERPRETER = os.path.realpath(sys.executable)
+PREFIX_INTERPRETER = os.path.join(
+    sys.base_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}"
+)
 PACKAGE_FD = (
     5  # the fork server finds reward/ through /proc/self/fd/5: the source may be under the private /tmp
 )
@@ -68,9 +74,8 @@ class ForkServer:
     def __init__(self, state: dict, site_dirs: list[str], package: int):
         uid = state["uid"]
         self.package = package  # an O_PATH descriptor of PACKAGE_PARENT, opened before the mounts
-        # The real interpreter: a virtualenv's bin/ may be hidden (under /tmp), the prefix it links to is not.
         self.argv = [
-            os.path.realpath(sys.executable),
+            INTERPRETER if os.path.exists(INTERPRETER) else PREFIX_INTERPRETER,
             "-I",
             "-S",
             f"/proc/self/fd/{PACKAGE_FD}/reward/_zygote.py",

@@ -7,7 +7,9 @@ Needs root (CI runs as root): that is what full isolation requires. Without it t
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -289,3 +291,20 @@ def test_without_a_cgroup_the_uid_fallback_contains_bombs_and_daemons():
         assert run(pool, program, ADD_TESTS).verdict == "passed"
         assert sandbox_processes(uids) == []
         assert run(pool, ADD, ADD_TESTS).verdict == "passed"
+
+
+def test_a_checkout_and_a_virtualenv_under_tmp_still_work(tmp_path, monkeypatch):
+    # Once isolated, the worker's private tmpfs hides the host's /tmp: a clone or a virtualenv living there
+    # must still start the fork server (found through a descriptor and the interpreter's real path).
+    from reward import pool as pool_module
+
+    source = tmp_path / "src" / "reward"
+    shutil.copytree(Path(pool_module.__file__).parent, source, ignore=shutil.ignore_patterns("__pycache__"))
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(os.path.realpath(sys.executable))
+    monkeypatch.setattr(pool_module, "WORKER_SCRIPT", str(source / "_worker.py"))
+    monkeypatch.setattr(sys, "executable", str(venv_python))
+    with SandboxPool(1) as tmp_pool:
+        r = tmp_pool.run_batch([(ADD, ADD_TESTS)], timeout_s=2.0)[0]
+    assert (r.verdict, r.isolation) == ("passed", "full")
