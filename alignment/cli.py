@@ -20,7 +20,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("quickstart", "alignment.quickstart", "the whole pipeline on the embedded tiny model, CPU only"),
     ("db", "db.cli", "create, migrate and inspect the database"),
     ("tasks", "alignment.tasks.cli", "import, list and show task suites"),
-    ("model", "alignment.model_init", "build the embedded default model (offline tokenizer + random-init Llama)"),
+    (
+        "model",
+        "alignment.model_init",
+        "build the embedded default model (offline tokenizer + random-init Llama)",
+    ),
     ("sample", "alignment.sample", "store K completions per task from a policy in the database"),
     ("score", "reward.cli_score", "execute and statically score DB completions that have no result yet"),
     ("users", "annotation_ui.commands.users", "add, list, disable annotator/reviewer/admin accounts"),

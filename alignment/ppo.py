@@ -46,7 +46,9 @@ class PPORecipeConfig:
     model_name_or_path: str = ""  # the policy to start from (usually the SFT checkpoint); required
     output_dir: str = ""  # required; the final policy is a plain HF directory here, the critic in critic/
     policy_name: str | None = None  # DB name of the resulting policy (default: output_dir's last component)
-    critic_backbone: Literal["shared", "separate"] = "separate"  # value head on the policy's trunk, or its own
+    critic_backbone: Literal["shared", "separate"] = (
+        "separate"  # value head on the policy's trunk, or its own
+    )
     critic_model_name_or_path: str | None = None  # separate critic's starting weights (default: the policy's)
     value_head_init_std: float = 0.0
     # --- data: RL prompts (with tests, no reference) from the pool split
@@ -57,7 +59,9 @@ class PPORecipeConfig:
     reward_weights: list[float] | None = None  # default: 1.0 each
     reward_model_path: str | None = None  # needed by the reward_model reward (optional for combined)
     reward_config: str | None = None  # reward.rewards.RewardConfig YAML (shaping, timeouts); None = defaults
-    missing_eos_penalty: float | None = 1.0  # subtracted from the normalised score of answers cut off unfinished
+    missing_eos_penalty: float | None = (
+        1.0  # subtracted from the normalised score of answers cut off unfinished
+    )
     normalize_scores: bool = True  # running mean/std over all scores seen so far
     whiten_rewards: bool = False
     # --- sampling
@@ -111,16 +115,25 @@ class PPORecipeConfig:
             raise ConfigError(
                 f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}"
             )
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_mini_batches",
-                     "forward_batch_size", "generation_batch_size", "max_steps", "num_ppo_epochs",
-                     "max_completion_length"):
+        for name in (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "num_mini_batches",
+            "forward_batch_size",
+            "generation_batch_size",
+            "max_steps",
+            "num_ppo_epochs",
+            "max_completion_length",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if (self.save_steps or 0) < 0 or (self.save_total_limit is not None and self.save_total_limit < 1):
-            raise ConfigError(f"save_steps must be >= 0 and save_total_limit >= 1 or null, got "
-                              f"{self.save_steps} and {self.save_total_limit}")
+            raise ConfigError(
+                f"save_steps must be >= 0 and save_total_limit >= 1 or null, got "
+                f"{self.save_steps} and {self.save_total_limit}"
+            )
         if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
             raise ConfigError(f"gamma and lam must be in [0, 1], got gamma={self.gamma} lam={self.lam}")
 
@@ -168,7 +181,9 @@ def combined_scores(
     for func, weight in zip(funcs, weights):
         values = func(prompts=prompts, completions=completions, log_metric=log_metric, **columns)
         if len(values) != len(completions):
-            raise UserError(f"reward {func.__name__} returned {len(values)} values for {len(completions)} completions")
+            raise UserError(
+                f"reward {func.__name__} returned {len(values)} values for {len(completions)} completions"
+            )
         per_func[f"rewards/{func.__name__}"] = [float("nan") if v is None else float(v) for v in values]
         total = [t + weight * (float(v) if v is not None else 0.0) for t, v in zip(total, values)]
     return total, per_func
@@ -218,8 +233,9 @@ def build_optimizer(cfg: PPORecipeConfig, model, total_updates: int):
         {"params": model.critic_parameters(), "lr": cfg.critic_learning_rate or cfg.learning_rate},
     ]
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=0,
-                              num_training_steps=total_updates)
+    scheduler = get_scheduler(
+        cfg.lr_scheduler_type, optimizer, num_warmup_steps=0, num_training_steps=total_updates
+    )
     return optimizer, scheduler
 
 
@@ -229,13 +245,19 @@ def make_accelerator(cfg: PPORecipeConfig):
     import torch
     from accelerate import Accelerator, PartialState
 
-    if (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and "LOCAL_RANK" in os.environ
-            and not torch.cuda.is_available()):
+    if (
+        os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        and "LOCAL_RANK" in os.environ
+        and not torch.cuda.is_available()
+    ):
         # DeepSpeed on CPU (CI): accelerate leaves the backend unset and then counts a single process.
         PartialState(backend="gloo")
     trackers = [t for t in cfg.report_to if t != "none"]
-    return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                       log_with=trackers or None, project_dir=cfg.output_dir)
+    return Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        log_with=trackers or None,
+        project_dir=cfg.output_dir,
+    )
 
 
 def configure_deepspeed(cfg: PPORecipeConfig, accelerator) -> None:
@@ -246,8 +268,9 @@ def configure_deepspeed(cfg: PPORecipeConfig, accelerator) -> None:
     ds = plugin.deepspeed_config
     ds["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
     ds["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
-    ds["train_batch_size"] = (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-                              * accelerator.num_processes)
+    ds["train_batch_size"] = (
+        cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+    )
     ds["gradient_clipping"] = cfg.max_grad_norm
 
 
@@ -275,7 +298,9 @@ def forward_logprobs_values(model, queries, query_mask, responses, response_mask
     from alignment.value_model import join_query_response
 
     width = responses.shape[1]
-    queries, query_mask, responses, response_mask = trim_padding(queries, query_mask, responses, response_mask)
+    queries, query_mask, responses, response_mask = trim_padding(
+        queries, query_mask, responses, response_mask
+    )
     logits, values = model(*join_query_response(queries, query_mask, responses, response_mask))
     start = queries.shape[1] - 1
     logits = logits[:, start:-1]
@@ -293,11 +318,16 @@ def reference_logprobs(reference, queries, query_mask, responses, response_mask,
     from alignment.value_model import join_query_response
 
     width = responses.shape[1]
-    queries, query_mask, responses, response_mask = trim_padding(queries, query_mask, responses, response_mask)
-    input_ids, attention_mask, position_ids = join_query_response(queries, query_mask, responses, response_mask)
-    logits = reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       use_cache=False).logits
-    logprobs = token_logprobs(logits[:, queries.shape[1] - 1:-1], responses, temperature) * response_mask
+    queries, query_mask, responses, response_mask = trim_padding(
+        queries, query_mask, responses, response_mask
+    )
+    input_ids, attention_mask, position_ids = join_query_response(
+        queries, query_mask, responses, response_mask
+    )
+    logits = reference(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+    ).logits
+    logprobs = token_logprobs(logits[:, queries.shape[1] - 1 : -1], responses, temperature) * response_mask
     return torch.nn.functional.pad(logprobs, (0, width - logprobs.shape[1]))
 
 
@@ -315,11 +345,22 @@ def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg: PPO
     with unwrap_model_for_generation(model, accelerator) as unwrapped:
         policy = unwrapped.policy
         top_k = policy.generation_config.top_k
-        policy.generation_config.top_k = 0  # the full distribution the log-probs describe (transformers' default: 50)
+        policy.generation_config.top_k = (
+            0  # the full distribution the log-probs describe (transformers' default: 50)
+        )
         try:
-            rollouts = [r[0] for r in generate_rollouts(
-                (policy, tokenizer), prompts, n=1, temperature=cfg.temperature,
-                max_new_tokens=cfg.max_completion_length, seed=seed, batch_size=cfg.generation_batch_size)]
+            rollouts = [
+                r[0]
+                for r in generate_rollouts(
+                    (policy, tokenizer),
+                    prompts,
+                    n=1,
+                    temperature=cfg.temperature,
+                    max_new_tokens=cfg.max_completion_length,
+                    seed=seed,
+                    batch_size=cfg.generation_batch_size,
+                )
+            ]
         finally:
             policy.generation_config.top_k = top_k
     enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
@@ -328,12 +369,18 @@ def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg: PPO
     responses = torch.full((len(prompts), max(map(len, token_ids))), tokenizer.pad_token_id)
     mask = torch.zeros(responses.shape)
     for row, ids in enumerate(token_ids):
-        responses[row, :len(ids)] = torch.tensor(ids)
-        mask[row, :len(ids)] = 1.0
+        responses[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = 1.0
     finished = torch.tensor([r.finished for r in rollouts])
     device = accelerator.device
-    return (enc["input_ids"].to(device), enc["attention_mask"].to(device), responses.to(device), mask.to(device),
-            finished.to(device), [r.text for r in rollouts])
+    return (
+        enc["input_ids"].to(device),
+        enc["attention_mask"].to(device),
+        responses.to(device),
+        mask.to(device),
+        finished.to(device),
+        [r.text for r in rollouts],
+    )
 
 
 def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_funcs, weights, cfg, state, seed):
@@ -345,12 +392,21 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
 
     prompts = [t.prompt for t in tasks]
     queries, query_mask, responses, mask, ended, completions = sample_responses(
-        model, accelerator, tokenizer, prompts, cfg, seed)
-    columns = {"tests": [list(t.tests) for t in tasks], "entry_point": [t.entry_point for t in tasks],
-               "task_id": [t.task_id for t in tasks]}
-    raw, per_func = combined_scores(reward_funcs, weights, prompts, completions,
-                                    completion_ids=[r[m.bool()].tolist() for r, m in zip(responses, mask)],
-                                    **columns)
+        model, accelerator, tokenizer, prompts, cfg, seed
+    )
+    columns = {
+        "tests": [list(t.tests) for t in tasks],
+        "entry_point": [t.entry_point for t in tasks],
+        "task_id": [t.task_id for t in tasks],
+    }
+    raw, per_func = combined_scores(
+        reward_funcs,
+        weights,
+        prompts,
+        completions,
+        completion_ids=[r[m.bool()].tolist() for r, m in zip(responses, mask)],
+        **columns,
+    )
     raw = torch.tensor(raw, device=accelerator.device)
     all_raw = accelerator.gather(raw)
     scores = raw
@@ -386,21 +442,29 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
     stats = {
         "objective/scores": all_raw.mean().item(),
         "objective/kl": sequence_kl,
-        "objective/entropy": accelerator.gather(core.masked_mean(torch.cat(entropies), mask)[None]).mean().item(),
-        "objective/rlhf_reward": accelerator.gather(scores - state.kl.value * (kl * mask).sum(1)).mean().item(),
+        "objective/entropy": accelerator.gather(core.masked_mean(torch.cat(entropies), mask)[None])
+        .mean()
+        .item(),
+        "objective/rlhf_reward": accelerator.gather(scores - state.kl.value * (kl * mask).sum(1))
+        .mean()
+        .item(),
         "finished_rate": accelerator.gather(ended.float()).mean().item(),
-        "empty_rate": accelerator.gather(torch.tensor([float(not c.strip()) for c in completions],
-                                                      device=accelerator.device)).mean().item(),
+        "empty_rate": accelerator.gather(
+            torch.tensor([float(not c.strip()) for c in completions], device=accelerator.device)
+        )
+        .mean()
+        .item(),
         "response_length": accelerator.gather(mask.sum(1)).mean().item(),
         "value/explained_variance": core.explained_variance(values, returns, mask),
         "kl_coef": state.kl.value,
-        **{name: accelerator.gather(torch.tensor(per_sample, device=accelerator.device)).nanmean().item()
-           for name, per_sample in per_func.items()},
+        **{
+            name: accelerator.gather(torch.tensor(per_sample, device=accelerator.device)).nanmean().item()
+            for name, per_sample in per_func.items()
+        },
     }
     state.kl.update(sequence_kl, n_steps=all_raw.numel())
     rollout = Rollout(queries, query_mask, responses, mask, logprobs, values, advantages, returns)
     return rollout, stats, completions
-
 
 
 # ----------------------------------------------------------------------------------------------- update
@@ -418,26 +482,35 @@ def ppo_update(accelerator, model, optimizer, scheduler, rollout: Rollout, cfg: 
     minibatch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     # accelerate divides each micro-batch loss by the accumulation steps; DDP/DeepSpeed average processes.
     scale_numerator = cfg.gradient_accumulation_steps * accelerator.num_processes
-    totals = {k: torch.zeros((), device=accelerator.device) for k in
-              ("tokens", "pg_loss", "vf_loss", "clipped", "vf_clipped", "approx_kl", "ratio", "entropy")}
+    totals = {
+        k: torch.zeros((), device=accelerator.device)
+        for k in ("tokens", "pg_loss", "vf_loss", "clipped", "vf_clipped", "approx_kl", "ratio", "entropy")
+    }
     epochs_done, stopped_early = 0, False
     model.train()
     for _epoch in range(cfg.num_ppo_epochs):
         order = torch.randperm(batch, generator=generator).to(accelerator.device)
         for start in range(0, batch, minibatch):
-            rows = order[start:start + minibatch]
+            rows = order[start : start + minibatch]
             tokens = accelerator.reduce(rollout.response_mask[rows].sum(), reduction="sum").clamp(min=1)
             kl_before = totals["approx_kl"].clone()
             for micro in rows.split(cfg.per_device_train_batch_size):
                 with accelerator.accumulate(model):
                     mask = rollout.response_mask[micro]
                     logprobs, values, entropies = forward_logprobs_values(
-                        model, rollout.queries[micro], rollout.query_mask[micro], rollout.responses[micro],
-                        mask, cfg.temperature)
-                    pg_sum, pg_stats = core.policy_loss(logprobs, rollout.logprobs[micro],
-                                                        rollout.advantages[micro], mask, cfg.cliprange)
-                    vf_sum, vf_clipped = core.value_loss(values, rollout.values[micro], rollout.returns[micro],
-                                                         mask, cfg.cliprange_value)
+                        model,
+                        rollout.queries[micro],
+                        rollout.query_mask[micro],
+                        rollout.responses[micro],
+                        mask,
+                        cfg.temperature,
+                    )
+                    pg_sum, pg_stats = core.policy_loss(
+                        logprobs, rollout.logprobs[micro], rollout.advantages[micro], mask, cfg.cliprange
+                    )
+                    vf_sum, vf_clipped = core.value_loss(
+                        values, rollout.values[micro], rollout.returns[micro], mask, cfg.cliprange_value
+                    )
                     loss = (pg_sum + cfg.vf_coef * vf_sum) * scale_numerator / tokens
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and accelerator.state.deepspeed_plugin is None:
@@ -445,10 +518,16 @@ def ppo_update(accelerator, model, optimizer, scheduler, rollout: Rollout, cfg: 
                     optimizer.step()
                     optimizer.zero_grad()
                 with torch.no_grad():
-                    for key, value in (("tokens", mask.sum()), ("pg_loss", pg_sum), ("vf_loss", vf_sum),
-                                       ("clipped", pg_stats.clipped_tokens), ("vf_clipped", vf_clipped),
-                                       ("approx_kl", pg_stats.approx_kl_sum), ("ratio", pg_stats.ratio_sum),
-                                       ("entropy", core.masked_sum(entropies, mask))):
+                    for key, value in (
+                        ("tokens", mask.sum()),
+                        ("pg_loss", pg_sum),
+                        ("vf_loss", vf_sum),
+                        ("clipped", pg_stats.clipped_tokens),
+                        ("vf_clipped", vf_clipped),
+                        ("approx_kl", pg_stats.approx_kl_sum),
+                        ("ratio", pg_stats.ratio_sum),
+                        ("entropy", core.masked_sum(entropies, mask)),
+                    ):
                         totals[key] += value.detach()
             if not accelerator.optimizer_step_was_skipped:
                 scheduler.step()
@@ -502,13 +581,17 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
     weights = cfg.reward_weights or [1.0] * len(funcs)
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     if tokenizer.eos_token_id is None:
-        raise UserError(f"{cfg.model_name_or_path}: the tokenizer has no EOS token; PPO needs one to end answers")
+        raise UserError(
+            f"{cfg.model_name_or_path}: the tokenizer has no EOS token; PPO needs one to end answers"
+        )
 
     with registered_run("ppo", cfg) as run:
         # 3. build
         configure_deepspeed(cfg, accelerator)
         model, reference = build_actor_critic(cfg, accelerator)
-        optimizer, scheduler = build_optimizer(cfg, model, cfg.max_steps * cfg.num_ppo_epochs * cfg.num_mini_batches)
+        optimizer, scheduler = build_optimizer(
+            cfg, model, cfg.max_steps * cfg.num_ppo_epochs * cfg.num_mini_batches
+        )
         # The scheduler stays outside prepare(): accelerate would step it once per process.
         model, optimizer = accelerator.prepare(model, optimizer)
         if reference is not None and accelerator.state.deepspeed_plugin is not None:
@@ -531,33 +614,52 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
         global_prompts = prompts_per_rollout * accelerator.num_processes
         completions_per_step = global_prompts * cfg.num_generations
         started = time.time() - progress.elapsed
-        stats = {k: v for k, v in progress.log_history[-1].items() if k != "step"} if progress.log_history else {}
+        stats = (
+            {k: v for k, v in progress.log_history[-1].items() if k != "step"} if progress.log_history else {}
+        )
         for step in range(progress.step + 1, cfg.max_steps + 1):
             while len(progress.queue) < global_prompts:
                 progress.queue += torch.randperm(len(tasks), generator=progress.order_rng).tolist()
             chosen, progress.queue = progress.queue[:global_prompts], progress.queue[global_prompts:]
-            mine = chosen[accelerator.process_index * prompts_per_rollout:][:prompts_per_rollout]
+            mine = chosen[accelerator.process_index * prompts_per_rollout :][:prompts_per_rollout]
             batch_tasks = [tasks[i] for i in mine for _ in range(cfg.num_generations)]
 
             t0 = time.time()
             model.eval()
             sample_seed = cfg.seed + 1_000_003 * step + 7919 * accelerator.process_index
-            rollout, stats, _ = collect_rollout(model, reference, accelerator, tokenizer, batch_tasks, funcs,
-                                                weights, cfg, progress, sample_seed)
+            rollout, stats, _ = collect_rollout(
+                model,
+                reference,
+                accelerator,
+                tokenizer,
+                batch_tasks,
+                funcs,
+                weights,
+                cfg,
+                progress,
+                sample_seed,
+            )
             t1 = time.time()
             stats |= ppo_update(accelerator, model, optimizer, scheduler, rollout, cfg, progress.shuffle_rng)
             # episodes is TRL's name; num_completions is the name the report reads for every RL stage
-            stats |= {"time/rollout_s": t1 - t0, "time/update_s": time.time() - t1,
-                      "episodes": step * completions_per_step, "num_completions": step * completions_per_step}
+            stats |= {
+                "time/rollout_s": t1 - t0,
+                "time/update_s": time.time() - t1,
+                "episodes": step * completions_per_step,
+                "num_completions": step * completions_per_step,
+            }
             progress.step, progress.elapsed = step, time.time() - started
             if step % cfg.logging_steps == 0 or step == cfg.max_steps:
                 progress.log_history.append({"step": step, **{k: round(v, 6) for k, v in stats.items()}})
                 accelerator.log(stats, step=step)
                 if accelerator.is_main_process:
                     ckpt.write_trainer_state(output_dir, progress.log_history, step, progress.elapsed)
-                    print(f"ppo step {step}/{cfg.max_steps} score {stats['objective/scores']:.3f} "
-                          f"kl {stats['objective/kl']:.3f} finished {stats['finished_rate']:.2f} "
-                          f"vf_loss {stats['loss/value']:.4f} clipfrac {stats['policy/clipfrac']:.3f}", flush=True)
+                    print(
+                        f"ppo step {step}/{cfg.max_steps} score {stats['objective/scores']:.3f} "
+                        f"kl {stats['objective/kl']:.3f} finished {stats['finished_rate']:.2f} "
+                        f"vf_loss {stats['loss/value']:.4f} clipfrac {stats['policy/clipfrac']:.3f}",
+                        flush=True,
+                    )
             if not all(math.isfinite(v) for k, v in stats.items() if k.startswith(("loss/", "objective/kl"))):
                 raise UserError(f"PPO diverged at step {step} (non-finite loss or KL): lower learning_rate")
             if ckpt.should_save(step, cfg.save_steps, cfg.max_steps):
@@ -571,7 +673,13 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
             tokenizer.save_pretrained(output_dir)
         accelerator.wait_for_everyone()
         accelerator.end_training()
-        metrics = {**stats, "global_step": progress.step, "train_runtime": round(time.time() - started, 2),
-                   "num_completions": progress.step * completions_per_step, "num_prompts": len(tasks),
-                   "reward_funcs": cfg.reward_funcs, "log_history": progress.log_history}
+        metrics = {
+            **stats,
+            "global_step": progress.step,
+            "train_runtime": round(time.time() - started, 2),
+            "num_completions": progress.step * completions_per_step,
+            "num_prompts": len(tasks),
+            "reward_funcs": cfg.reward_funcs,
+            "log_history": progress.log_history,
+        }
         return run.complete(metrics, policy_stage="ppo")

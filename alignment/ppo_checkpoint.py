@@ -92,7 +92,9 @@ def write_trainer_state(directory: Path, log_history: list[dict], step: int, ela
     (directory / TRAINER_STATE).write_text(json.dumps(state, indent=1) + "\n")
 
 
-def save_checkpoint(accelerator, output_dir: Path, progress: PPOProgress, save_total_limit: int | None) -> Path:
+def save_checkpoint(
+    accelerator, output_dir: Path, progress: PPOProgress, save_total_limit: int | None
+) -> Path:
     """Write ``checkpoint-<step>`` (all processes call this) and prune the oldest beyond the limit."""
     path = output_dir / f"checkpoint-{progress.step}"
     if accelerator.is_main_process and (path / TRAINER_STATE).exists():

@@ -103,7 +103,9 @@ def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- KL
-def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator = "k1") -> torch.Tensor:
+def kl_per_token(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator = "k1"
+) -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from log-probs of tokens sampled by the policy.
 
     ``(B, T), (B, T)`` -> ``(B, T)``. With ``log_ratio = logprobs - ref_logprobs`` (Schulman's notes):
@@ -140,9 +142,7 @@ class AdaptiveKLController:
 
 
 # ------------------------------------------------------------------------------------ rewards & GAE
-def token_rewards(
-    scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
-) -> torch.Tensor:
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
     """InstructGPT reward per token: ``-kl_coef * kl`` at every token, plus the sequence score at the last one.
 
     ``scores (B,)``, ``kl (B, T)``, ``mask (B, T)`` -> ``(B, T)`` (0 at masked positions).

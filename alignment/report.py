@@ -139,12 +139,20 @@ def _collect_budget(data: ReportData, run, label: str, policies: dict, latest: d
 
     evaluated = sorted((dataset, split) for owner, dataset, split in latest if policy and owner == policy.id)
     for dataset, split in evaluated or [(None, None)]:
-        data.budget.append({
-            "run": label, "method": run.stage, "policy": policy.name if policy else "?",
-            "parent": parent.name if parent else "?", "dataset": dataset, "split": split, "budget": budget,
-            "seconds": metrics.get("train_runtime"), "pass1": pass1(policy, dataset, split),
-            "parent_pass1": pass1(parent, dataset, split),
-        })
+        data.budget.append(
+            {
+                "run": label,
+                "method": run.stage,
+                "policy": policy.name if policy else "?",
+                "parent": parent.name if parent else "?",
+                "dataset": dataset,
+                "split": split,
+                "budget": budget,
+                "seconds": metrics.get("train_runtime"),
+                "pass1": pass1(policy, dataset, split),
+                "parent_pass1": pass1(parent, dataset, split),
+            }
+        )
 
     key = RL_REWARD_KEYS[run.stage]
     per_step = None  # entries logged before num_completions was: the budget grows linearly with the step
@@ -163,8 +171,11 @@ def budget_note(rows: list[dict[str, Any]]) -> str:
     """``budgets differ: ...`` for every PPO/GRPO pair whose sample budgets differ by more than the tolerance."""
     budgets = {(r["method"], r["run"]): r["budget"] for r in rows if isinstance(r["budget"], (int, float))}
     pairs = [(p, g) for p in budgets if p[0] == "ppo" for g in budgets if g[0] == "grpo"]
-    apart = [f"{p[1]} {budgets[p]:,} vs {g[1]} {budgets[g]:,}" for p, g in pairs
-             if max(budgets[p], budgets[g]) > (1 + BUDGET_TOLERANCE) * min(budgets[p], budgets[g])]
+    apart = [
+        f"{p[1]} {budgets[p]:,} vs {g[1]} {budgets[g]:,}"
+        for p, g in pairs
+        if max(budgets[p], budgets[g]) > (1 + BUDGET_TOLERANCE) * min(budgets[p], budgets[g])
+    ]
     return f"budgets differ: {'; '.join(apart)} completions" if apart else ""
 
 
@@ -359,16 +370,41 @@ def _budget_section(data: ReportData, out: Path) -> str:
         return "—" if value is None else f"{100 * value:.1f}"
 
     rows = [
-        [r["method"], r["run"], r["policy"], r["parent"],
-         f"{r['dataset']}/{r['split']}" if r["dataset"] else "—",
-         "?" if r["budget"] is None else f"{r['budget']:,}",
-         "?" if r["seconds"] is None else f"{r['seconds']:.0f}",
-         pct(r["pass1"]), pct(r["parent_pass1"]),
-         "—" if None in (r["pass1"], r["parent_pass1"]) else f"{100 * (r['pass1'] - r['parent_pass1']):+.1f}"]
+        [
+            r["method"],
+            r["run"],
+            r["policy"],
+            r["parent"],
+            f"{r['dataset']}/{r['split']}" if r["dataset"] else "—",
+            "?" if r["budget"] is None else f"{r['budget']:,}",
+            "?" if r["seconds"] is None else f"{r['seconds']:.0f}",
+            pct(r["pass1"]),
+            pct(r["parent_pass1"]),
+            "—"
+            if None in (r["pass1"], r["parent_pass1"])
+            else f"{100 * (r['pass1'] - r['parent_pass1']):+.1f}",
+        ]
         for r in data.budget
     ]
-    table = _table(["method", "run", "policy", "parent", "dataset", "completions sampled", "train s",
-                    "pass@1 %", "parent pass@1 %", "Δ pass@1 pt"], rows) if rows else ""
+    table = (
+        _table(
+            [
+                "method",
+                "run",
+                "policy",
+                "parent",
+                "dataset",
+                "completions sampled",
+                "train s",
+                "pass@1 %",
+                "parent pass@1 %",
+                "Δ pass@1 pt",
+            ],
+            rows,
+        )
+        if rows
+        else ""
+    )
     note = budget_note(data.budget)
     plotted = _plot_reward_by_budget(data, out / "reward_by_budget.png")
     return _section(

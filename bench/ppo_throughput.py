@@ -41,18 +41,27 @@ def main() -> None:
         policy = str(init_model(work / "base", preset="tiny", seed=0))
     quickstart_ppo = read_yaml(REPO / "configs" / "quickstart.yaml").get("ppo") or {}
     overrides = {**quickstart_ppo, **parse_overrides(args.overrides)}
-    overrides |= {"model_name_or_path": policy, "output_dir": str(work / "ppo"), "max_steps": args.steps,
-                  "report_to": ["none"], "tasks": {"dataset": "basic", "splits": ["pool"], "load_from": "generator"}}
+    overrides |= {
+        "model_name_or_path": policy,
+        "output_dir": str(work / "ppo"),
+        "max_steps": args.steps,
+        "report_to": ["none"],
+        "tasks": {"dataset": "basic", "splits": ["pool"], "load_from": "generator"},
+    }
     cfg = load_config(PPORecipeConfig, REPO / "configs" / "ppo.yaml", overrides)
     history = train(cfg).metrics["log_history"][1:]  # the first step pays for sandbox start-up
     rollout = statistics.mean(r["time/rollout_s"] for r in history)
     update = statistics.mean(r["time/update_s"] for r in history)
     tokens = statistics.mean(r["response_length"] for r in history) * cfg.rollout_batch_size
-    print(f"ppo bench: {cfg.rollout_batch_size} answers/step, critic {cfg.critic_backbone}, "
-          f"{cfg.num_ppo_epochs} epochs x {cfg.num_mini_batches} minibatches")
+    print(
+        f"ppo bench: {cfg.rollout_batch_size} answers/step, critic {cfg.critic_backbone}, "
+        f"{cfg.num_ppo_epochs} epochs x {cfg.num_mini_batches} minibatches"
+    )
     print(f"rollout {rollout:.2f} s/step ({tokens / rollout:.0f} sampled tokens/s incl. scoring and forward)")
     print(f"update  {update:.2f} s/step ({tokens * cfg.num_ppo_epochs / update:.0f} trained tokens/s)")
-    print(f"total   {rollout + update:.2f} s/step, mean score {statistics.mean(r['objective/scores'] for r in history):.3f}")
+    print(
+        f"total   {rollout + update:.2f} s/step, mean score {statistics.mean(r['objective/scores'] for r in history):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-
 from sqlalchemy.exc import OperationalError
 
 from db.session import as_user_error, db_url, get_engine

@@ -11,7 +11,7 @@ This module imports no torch.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -33,7 +33,7 @@ def utcnow() -> dt.datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class _Provenance:
@@ -73,7 +73,9 @@ class TrainingRun(_Provenance, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     stage: Mapped[str] = mapped_column(String(50), nullable=False, index=True)  # sft|reward|dpo|grpo|ppo|...
     config: Mapped[dict[str, Any]] = mapped_column(default=dict, nullable=False)
-    status: Mapped[str] = mapped_column(String(20), nullable=False, default="running")  # running|completed|failed
+    status: Mapped[str] = mapped_column(
+        String(20), nullable=False, default="running"
+    )  # running|completed|failed
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict, nullable=False)
     output_dir: Mapped[str | None] = mapped_column(Text)
     base_policy_id: Mapped[int | None] = mapped_column(ForeignKey("policies.id", ondelete="SET NULL"))
@@ -110,7 +112,9 @@ class Completion(_Provenance, Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True)
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     policy_id: Mapped[int | None] = mapped_column(ForeignKey("policies.id", ondelete="SET NULL"), index=True)
     text: Mapped[str] = mapped_column(Text, nullable=False)
     sampling_params: Mapped[dict[str, Any]] = mapped_column(default=dict, nullable=False)
@@ -170,7 +174,9 @@ class Annotator(_Provenance, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
     password_hash: Mapped[str] = mapped_column(String(300), nullable=False)
-    role: Mapped[str] = mapped_column(String(20), nullable=False, default="annotator")  # annotator|reviewer|admin
+    role: Mapped[str] = mapped_column(
+        String(20), nullable=False, default="annotator"
+    )  # annotator|reviewer|admin
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
 
@@ -180,7 +186,9 @@ class RankingItem(_Provenance, Base):
     __tablename__ = "ranking_items"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True)
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     completion_ids: Mapped[list[Any]] = mapped_column(nullable=False)
     required_annotations: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     priority: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)  # from the selection policy
@@ -198,7 +206,9 @@ class Assignment(_Provenance, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("ranking_items.id", ondelete="CASCADE"), nullable=False)
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), nullable=False)
-    status: Mapped[str] = mapped_column(String(20), nullable=False, default="claimed")  # claimed|done|skipped|expired
+    status: Mapped[str] = mapped_column(
+        String(20), nullable=False, default="claimed"
+    )  # claimed|done|skipped|expired
     display_order: Mapped[list[Any]] = mapped_column(nullable=False)  # completion ids as shown, left to right
     claimed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
@@ -211,7 +221,9 @@ class Ranking(_Provenance, Base):
     __tablename__ = "rankings"
     __table_args__ = (
         UniqueConstraint("item_id", "annotator_id", name="uq_rankings_item_annotator"),
-        Index("ix_rankings_annotator_id", "annotator_id"),  # undo/edit and progress scan one person's rankings
+        Index(
+            "ix_rankings_annotator_id", "annotator_id"
+        ),  # undo/edit and progress scan one person's rankings
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -240,7 +252,9 @@ class RankingEntry(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ranking_id: Mapped[int] = mapped_column(ForeignKey("rankings.id", ondelete="CASCADE"), nullable=False)
-    completion_id: Mapped[int] = mapped_column(ForeignKey("completions.id", ondelete="CASCADE"), nullable=False)
+    completion_id: Mapped[int] = mapped_column(
+        ForeignKey("completions.id", ondelete="CASCADE"), nullable=False
+    )
     rank: Mapped[int] = mapped_column(Integer, nullable=False)
 
     ranking: Mapped[Ranking] = relationship(back_populates="entries")
@@ -256,8 +270,12 @@ class ArenaVote(_Provenance, Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False)
     policy_a_id: Mapped[int] = mapped_column(ForeignKey("policies.id", ondelete="CASCADE"), nullable=False)
     policy_b_id: Mapped[int] = mapped_column(ForeignKey("policies.id", ondelete="CASCADE"), nullable=False)
-    completion_a_id: Mapped[int] = mapped_column(ForeignKey("completions.id", ondelete="CASCADE"), nullable=False)
-    completion_b_id: Mapped[int] = mapped_column(ForeignKey("completions.id", ondelete="CASCADE"), nullable=False)
+    completion_a_id: Mapped[int] = mapped_column(
+        ForeignKey("completions.id", ondelete="CASCADE"), nullable=False
+    )
+    completion_b_id: Mapped[int] = mapped_column(
+        ForeignKey("completions.id", ondelete="CASCADE"), nullable=False
+    )
     left_is_a: Mapped[bool] = mapped_column(Boolean, nullable=False)
     winner: Mapped[str | None] = mapped_column(String(20))  # a|b|tie|both_bad; None while pending
     voted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

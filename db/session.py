@@ -103,7 +103,9 @@ def as_user_error(exc: Exception, url: str) -> UserError:
     """A database failure the user can act on, as one line (the schema is missing, the server is down)."""
     detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
     if "no such table" in detail or "does not exist" in detail and "relation" in detail:
-        return UserError(f"database {redact(url)} has no codealign schema ({detail}); run `codealign db upgrade`")
+        return UserError(
+            f"database {redact(url)} has no codealign schema ({detail}); run `codealign db upgrade`"
+        )
     return UserError(f"database {redact(url)}: {detail}")
 
 

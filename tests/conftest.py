@@ -45,7 +45,8 @@ def pg_empty_url(pg_server_url):
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from db.session import db_url as resolve, dispose_engines
+    from db.session import db_url as resolve
+    from db.session import dispose_engines
 
     server = make_url(resolve(pg_server_url))
     name = f"codealign_t_{uuid.uuid4().hex[:10]}"

@@ -40,7 +40,12 @@ def _yaml(tmp_path, text):
 def test_defaults_then_yaml_then_cli(tmp_path):
     path = _yaml(tmp_path, "learning_rate: 3e-4\nnum_train_epochs: 2\noptim:\n  lr: 0.1\n")
     cfg = load_config(Stage, path)
-    assert (cfg.learning_rate, cfg.num_train_epochs, cfg.optim.lr, cfg.model_name_or_path) == (3e-4, 2, 0.1, "base")
+    assert (cfg.learning_rate, cfg.num_train_epochs, cfg.optim.lr, cfg.model_name_or_path) == (
+        3e-4,
+        2,
+        0.1,
+        "base",
+    )
     cfg = load_config(Stage, path, ["num_train_epochs=5", "optim.lr=0.5", "loss_type=sigmoid,sft"])
     assert (cfg.num_train_epochs, cfg.optim.lr, cfg.learning_rate) == (5, 0.5, 3e-4)
     assert cfg.loss_type == ["sigmoid", "sft"]
@@ -104,7 +109,10 @@ def test_trl_kwargs_passes_shared_names_and_checks_extra():
 
     cfg = Stage(trl_extra={"warmup_ratio": 0.1})
     assert trl_kwargs(cfg, FakeTRLConfig) == {
-        "learning_rate": 1e-4, "num_train_epochs": 1, "loss_type": ["sigmoid"], "warmup_ratio": 0.1
+        "learning_rate": 1e-4,
+        "num_train_epochs": 1,
+        "loss_type": ["sigmoid"],
+        "warmup_ratio": 0.1,
     }
     with pytest.raises(ConfigError, match="warmup_rato.*warmup_ratio"):
         trl_kwargs(Stage(trl_extra={"warmup_rato": 0.1}), FakeTRLConfig)

@@ -15,8 +15,16 @@ from db.session import get_engine, session_scope
 
 
 def _task(task_id="t/0", source="s"):
-    return Task(task_id=task_id, source=source, split="test", prompt="def f():\n", entry_point="f",
-                tests=["assert f() is None"], content_hash="x", created_by="test")
+    return Task(
+        task_id=task_id,
+        source=source,
+        split="test",
+        prompt="def f():\n",
+        entry_point="f",
+        tests=["assert f() is None"],
+        content_hash="x",
+        created_by="test",
+    )
 
 
 def test_upgrade_downgrade_roundtrip(any_empty_db_url):
@@ -40,14 +48,13 @@ def test_migrations_match_models(any_empty_db_url):
 
 def test_constraints_enforced(any_empty_db_url):
     migrate.upgrade(any_empty_db_url)
-    with pytest.raises(IntegrityError):  # foreign keys are on (SQLite needs the pragma)
-        with session_scope(any_empty_db_url) as s:
-            s.add(Completion(task_id=999, text="x", created_by="test"))
+    # foreign keys are on (SQLite needs the pragma)
+    with pytest.raises(IntegrityError), session_scope(any_empty_db_url) as s:
+        s.add(Completion(task_id=999, text="x", created_by="test"))
     with session_scope(any_empty_db_url) as s:
         s.add(_task())
-    with pytest.raises(IntegrityError):  # (source, task_id) is unique
-        with session_scope(any_empty_db_url) as s:
-            s.add(_task())
+    with pytest.raises(IntegrityError), session_scope(any_empty_db_url) as s:  # (source, task_id) is unique
+        s.add(_task())
     with session_scope(any_empty_db_url) as s:
         assert s.scalar(select(Task.id).where(Task.task_id == "t/0")) is not None
 
@@ -59,8 +66,14 @@ def test_cascade_and_lineage(any_empty_db_url):
         base = Policy(name="base", checkpoint_path="/m/base", stage="base", created_by="cli:test")
         s.add_all([run, base])
         s.flush()
-        sft = Policy(name="sft", checkpoint_path="/m/sft", stage="sft", parent=base, training_run_id=run.id,
-                     created_by=f"run:{run.id}")
+        sft = Policy(
+            name="sft",
+            checkpoint_path="/m/sft",
+            stage="sft",
+            parent=base,
+            training_run_id=run.id,
+            created_by=f"run:{run.id}",
+        )
         task = _task()
         s.add_all([sft, task])
         s.flush()
@@ -89,20 +102,18 @@ def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(db_url):
 
 
 def test_session_rolls_back_on_error(db_url):
-    with pytest.raises(RuntimeError):
-        with session_scope(db_url) as s:
-            s.add(_task())
-            s.flush()
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), session_scope(db_url) as s:
+        s.add(_task())
+        s.flush()
+        raise RuntimeError("boom")
     with session_scope(db_url) as s:
         assert s.scalars(select(Task)).all() == []
 
 
 def test_missing_schema_is_a_user_error(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
-    with pytest.raises(UserError, match="codealign db upgrade"):
-        with session_scope(url) as s:
-            s.scalars(select(Task)).all()
+    with pytest.raises(UserError, match="codealign db upgrade"), session_scope(url) as s:
+        s.scalars(select(Task)).all()
 
 
 def test_unreachable_database_is_a_user_error(tmp_path):

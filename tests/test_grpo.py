@@ -90,8 +90,15 @@ def test_completions_sampled_follows_trl_generation_schedule(tmp_path, options, 
 
     from alignment.grpo import completions_sampled
 
-    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=2,
-                      num_generations=4, use_cpu=True, report_to=[], **options)
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        num_generations=4,
+        use_cpu=True,
+        report_to=[],
+        **options,
+    )
     assert completions_sampled(3, args) == completions
 
 

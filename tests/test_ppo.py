@@ -47,8 +47,13 @@ def toy_db(db_url) -> str:
     from db.session import session_scope
 
     specs = [
-        TaskSpec(task_id=f"toy/{i}", prompt=f"def f{i}(x):\n", entry_point=f"f{i}",
-                 tests=[f"assert f{i}(1) == {i}"], split="pool")
+        TaskSpec(
+            task_id=f"toy/{i}",
+            prompt=f"def f{i}(x):\n",
+            entry_point=f"f{i}",
+            tests=[f"assert f{i}(1) == {i}"],
+            split="pool",
+        )
         for i in range(TOY_TASKS)
     ]
     with session_scope(db_url) as session:
@@ -76,9 +81,18 @@ class RecordingReward:
 
 
 def tiny_config(policy_dir: str, output_dir: Path, **overrides) -> PPORecipeConfig:
-    fields = {"model_name_or_path": policy_dir, "tasks": {"dataset": "toy", "splits": ["pool"]}, "output_dir": str(output_dir),
-              "max_completion_length": 12, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
-              "max_steps": 3, "num_ppo_epochs": 2, "learning_rate": 1e-3, "reward_funcs": ["unused"]}
+    fields = {
+        "model_name_or_path": policy_dir,
+        "tasks": {"dataset": "toy", "splits": ["pool"]},
+        "output_dir": str(output_dir),
+        "max_completion_length": 12,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 2,
+        "max_steps": 3,
+        "num_ppo_epochs": 2,
+        "learning_rate": 1e-3,
+        "reward_funcs": ["unused"],
+    }
     return load_config(PPORecipeConfig, None, {**fields, **overrides})
 
 
@@ -104,8 +118,15 @@ def test_tiny_run_trains_logs_and_saves_a_loadable_policy(tiny_policy_dir, toy_d
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     assert [row["step"] for row in state["log_history"]] == [1, 2, 3]
     first = state["log_history"][0]
-    for key in ("objective/kl", "objective/entropy", "policy/clipfrac", "loss/value",
-                "value/explained_variance", "kl_coef", "rewards/length"):
+    for key in (
+        "objective/kl",
+        "objective/entropy",
+        "policy/clipfrac",
+        "loss/value",
+        "value/explained_variance",
+        "kl_coef",
+        "rewards/length",
+    ):
         assert key in first
     assert first["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # policy == reference before any update
     assert outcome.metrics["global_step"] == 3 and len(outcome.metrics["log_history"]) == 3
@@ -122,9 +143,18 @@ def test_lora_shared_critic_adaptive_kl_early_stop(tiny_policy_dir, toy_db, tmp_
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    cfg = tiny_config(tiny_policy_dir, tmp_path / "out", lora={"enabled": True, "r": 4}, critic_backbone="shared",
-                      adaptive_kl_target=0.01, adaptive_kl_horizon=10, kl_estimator="k3",
-                      early_stop_kl=1e-12, num_ppo_epochs=3, learning_rate=1e-2)
+    cfg = tiny_config(
+        tiny_policy_dir,
+        tmp_path / "out",
+        lora={"enabled": True, "r": 4},
+        critic_backbone="shared",
+        adaptive_kl_target=0.01,
+        adaptive_kl_horizon=10,
+        kl_estimator="k3",
+        early_stop_kl=1e-12,
+        num_ppo_epochs=3,
+        learning_rate=1e-2,
+    )
     train(cfg, reward_funcs=[RecordingReward()])
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     # KL is measured on the weights a minibatch starts from: epoch 1 sees the rollout's own policy (KL 0), epoch 2
@@ -147,8 +177,9 @@ def test_interrupted_run_resumes_from_its_checkpoint_exactly(tiny_policy_dir, to
     from db.models import TrainingRun
     from db.session import session_scope
 
-    straight = train(tiny_config(tiny_policy_dir, tmp_path / "straight", max_steps=2),
-                     reward_funcs=[RecordingReward()])
+    straight = train(
+        tiny_config(tiny_policy_dir, tmp_path / "straight", max_steps=2), reward_funcs=[RecordingReward()]
+    )
     _reset_accelerate()
     out = tmp_path / "out"
     cfg = tiny_config(tiny_policy_dir, out, max_steps=2, save_steps=1, save_total_limit=1)
@@ -213,15 +244,23 @@ def test_checkpoint_restores_optimizer_scheduler_and_progress(tmp_path):
 
     accelerator, model2, optimizer2, scheduler2, resumed = build()
     load_checkpoint(accelerator, str(tmp_path / "checkpoint-2"))
-    assert (resumed.step, resumed.queue, resumed.log_history, resumed.elapsed) == (2, progress.queue,
-                                                                                   [{"step": 1}, {"step": 2}], 3.0)
+    assert (resumed.step, resumed.queue, resumed.log_history, resumed.elapsed) == (
+        2,
+        progress.queue,
+        [{"step": 1}, {"step": 2}],
+        3.0,
+    )
     assert resumed.moments == progress.moments and resumed.moments.count == pytest.approx(6)
     assert resumed.kl == progress.kl and resumed.kl.value != cfg.kl_coef
     for name in ("order_rng", "shuffle_rng"):
         assert torch.equal(getattr(resumed, name).get_state(), getattr(progress, name).get_state())
     assert optimizer2.state_dict()["state"][0]["step"] == 2
-    torch.testing.assert_close(optimizer2.state_dict()["state"][0]["exp_avg"],
-                               optimizer.state_dict()["state"][0]["exp_avg"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        optimizer2.state_dict()["state"][0]["exp_avg"],
+        optimizer.state_dict()["state"][0]["exp_avg"],
+        rtol=0,
+        atol=0,
+    )
     assert (scheduler2.last_epoch, scheduler2.get_last_lr()) == (2, scheduler.get_last_lr())
     assert torch.equal(model2.weight, model.weight)
 
@@ -241,11 +280,16 @@ def _fixed_rollout(policy_dir: str, batch: int = 8):
     responses = torch.randint(3, 200, (batch, 7), generator=gen)
     lengths = torch.tensor([7, 1, 3, 5, 2, 7, 4, 6])
     mask = (torch.arange(7)[None] < lengths[:, None]).float()
-    return Rollout(queries, query_mask, responses, mask,
-                   logprobs=-torch.rand(batch, 7, generator=gen) * 3 - 3,
-                   values=torch.randn(batch, 7, generator=gen) * 0.1,
-                   advantages=torch.randn(batch, 7, generator=gen) * mask,
-                   returns=torch.randn(batch, 7, generator=gen) * mask)
+    return Rollout(
+        queries,
+        query_mask,
+        responses,
+        mask,
+        logprobs=-torch.rand(batch, 7, generator=gen) * 3 - 3,
+        values=torch.randn(batch, 7, generator=gen) * 0.1,
+        advantages=torch.randn(batch, 7, generator=gen) * mask,
+        returns=torch.randn(batch, 7, generator=gen) * mask,
+    )
 
 
 def _one_update(policy_dir: str, rollout, tmp_path: Path, per_device: int, accumulation: int):
@@ -254,22 +298,32 @@ def _one_update(policy_dir: str, rollout, tmp_path: Path, per_device: int, accum
     from alignment.ppo import build_actor_critic
 
     _reset_accelerate()
-    cfg = tiny_config(policy_dir, tmp_path, per_device_train_batch_size=per_device,
-                      gradient_accumulation_steps=accumulation, num_ppo_epochs=1, max_grad_norm=1e9)
+    cfg = tiny_config(
+        policy_dir,
+        tmp_path,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        num_ppo_epochs=1,
+        max_grad_norm=1e9,
+    )
     accelerator = Accelerator(gradient_accumulation_steps=accumulation)
     torch.manual_seed(0)
     model, _ = build_actor_critic(cfg, accelerator)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # new = old - grad: compares gradients directly
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = accelerator.prepare(model, optimizer)
-    stats = ppo_update(accelerator, model, optimizer, scheduler, rollout, cfg, torch.Generator().manual_seed(1))
+    stats = ppo_update(
+        accelerator, model, optimizer, scheduler, rollout, cfg, torch.Generator().manual_seed(1)
+    )
     return {k: v.detach().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}, stats
 
 
 def test_batch_1_times_accumulation_8_equals_batch_8(tiny_policy_dir, tmp_path):
     rollout = _fixed_rollout(tiny_policy_dir)
     small, small_stats = _one_update(tiny_policy_dir, rollout, tmp_path, per_device=1, accumulation=8)
-    large, large_stats = _one_update(tiny_policy_dir, copy.deepcopy(rollout), tmp_path, per_device=8, accumulation=1)
+    large, large_stats = _one_update(
+        tiny_policy_dir, copy.deepcopy(rollout), tmp_path, per_device=8, accumulation=1
+    )
     from transformers import AutoModelForCausalLM
 
     start = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).state_dict()
@@ -299,8 +353,10 @@ def test_missing_policy_and_empty_dataset_are_one_line_errors(tiny_policy_dir, t
     with pytest.raises(UserError, match="model_name_or_path"):
         train(tiny_config(str(tmp_path / "nope"), tmp_path / "out"), reward_funcs=[RecordingReward()])
     with pytest.raises(UserError, match="no 'toy' tasks in split"):
-        train(tiny_config(tiny_policy_dir, tmp_path / "out", tasks={"dataset": "toy", "splits": ["test"]}),
-              reward_funcs=[RecordingReward()])
+        train(
+            tiny_config(tiny_policy_dir, tmp_path / "out", tasks={"dataset": "toy", "splits": ["test"]}),
+            reward_funcs=[RecordingReward()],
+        )
 
 
 TOY_REWARD_MODULE = """\
@@ -315,17 +371,41 @@ def test_zero3_two_cpu_processes_through_the_cli(tiny_policy_dir, toy_db, tmp_pa
     (tmp_path / "toy_reward_ppo.py").write_text(TOY_REWARD_MODULE)
     config = tmp_path / "ppo.yaml"
     out = tmp_path / "out"
-    config.write_text(f"model_name_or_path: {tiny_policy_dir}\noutput_dir: {out}\ntasks: {{dataset: toy, splits: [pool]}}\n"
-                      "reward_funcs: ['toy_reward_ppo:has_return']\n")
-    env = {**os.environ, "CODEALIGN_DB_URL": toy_db, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
-           "OMP_NUM_THREADS": "1"}
+    config.write_text(
+        f"model_name_or_path: {tiny_policy_dir}\noutput_dir: {out}\ntasks: {{dataset: toy, splits: [pool]}}\n"
+        "reward_funcs: ['toy_reward_ppo:has_return']\n"
+    )
+    env = {
+        **os.environ,
+        "CODEALIGN_DB_URL": toy_db,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+        "OMP_NUM_THREADS": "1",
+    }
 
     def launch(max_steps: int) -> str:
-        cmd = [sys.executable, "-m", "alignment.cli", "train", "ppo", "--config", str(config),
-               "max_completion_length=8", "per_device_train_batch_size=2", "gradient_accumulation_steps=2",
-               f"max_steps={max_steps}", "save_steps=1", "num_ppo_epochs=1", "learning_rate=1e-2",
-               "--accelerate", str(REPO / "configs" / "accelerate" / "zero3_cpu.yaml"), "--num-processes", "2"]
-        proc = subprocess.run(cmd, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        cmd = [
+            sys.executable,
+            "-m",
+            "alignment.cli",
+            "train",
+            "ppo",
+            "--config",
+            str(config),
+            "max_completion_length=8",
+            "per_device_train_batch_size=2",
+            "gradient_accumulation_steps=2",
+            f"max_steps={max_steps}",
+            "save_steps=1",
+            "num_ppo_epochs=1",
+            "learning_rate=1e-2",
+            "--accelerate",
+            str(REPO / "configs" / "accelerate" / "zero3_cpu.yaml"),
+            "--num-processes",
+            "2",
+        ]
+        proc = subprocess.run(
+            cmd, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 

@@ -119,28 +119,58 @@ def _fill_rl_runs(db_url) -> None:
         session.add(sft)
         session.flush()
         grpo = TrainingRun(  # history as TRL logs it when read from trainer_state.json: steps only
-            stage="grpo", status="completed", base_policy_id=sft.id,
-            metrics={"num_completions": 4096, "global_step": 16, "train_runtime": 300.4,
-                     "log_history": [{"step": 8, "reward": 0.1}, {"step": 16, "reward": 0.4}]},
+            stage="grpo",
+            status="completed",
+            base_policy_id=sft.id,
+            metrics={
+                "num_completions": 4096,
+                "global_step": 16,
+                "train_runtime": 300.4,
+                "log_history": [{"step": 8, "reward": 0.1}, {"step": 16, "reward": 0.4}],
+            },
         )
         ppo = TrainingRun(
-            stage="ppo", status="completed", base_policy_id=sft.id,
-            metrics={"num_completions": 2560, "global_step": 80, "train_runtime": 512.0,
-                     "log_history": [{"step": 1, "objective/scores": -0.4, "num_completions": 32},
-                                     {"step": 80, "objective/scores": -0.2, "num_completions": 2560}]},
+            stage="ppo",
+            status="completed",
+            base_policy_id=sft.id,
+            metrics={
+                "num_completions": 2560,
+                "global_step": 80,
+                "train_runtime": 512.0,
+                "log_history": [
+                    {"step": 1, "objective/scores": -0.4, "num_completions": 32},
+                    {"step": 80, "objective/scores": -0.2, "num_completions": 2560},
+                ],
+            },
         )
         failed = TrainingRun(stage="ppo", status="failed", metrics={"num_completions": 64})
         session.add_all([grpo, ppo, failed])
         session.flush()
         results = []
         for name, run, pass1 in (("sft", None, 0.20), ("grpo-a", grpo, 0.25), ("ppo-a", ppo, 0.15)):
-            policy = sft if run is None else Policy(
-                name=name, checkpoint_path=f"/m/{name}", stage=run.stage, parent_id=sft.id, training_run_id=run.id
+            policy = (
+                sft
+                if run is None
+                else Policy(
+                    name=name,
+                    checkpoint_path=f"/m/{name}",
+                    stage=run.stage,
+                    parent_id=sft.id,
+                    training_run_id=run.id,
+                )
             )
             session.add(policy)
             session.flush()
-            results.append(EvalResult(policy_id=policy.id, dataset="basic", split="test", n_samples=8,
-                                      num_tasks=200, pass_at_k={"pass@1": pass1}))
+            results.append(
+                EvalResult(
+                    policy_id=policy.id,
+                    dataset="basic",
+                    split="test",
+                    n_samples=8,
+                    num_tasks=200,
+                    pass_at_k={"pass@1": pass1},
+                )
+            )
         session.add_all(results)
 
 
@@ -153,8 +183,10 @@ def test_ppo_vs_grpo_at_equal_sample_budget(db_url, tmp_path):
     assert (rows["grpo"]["budget"], rows["grpo"]["pass1"], rows["grpo"]["parent_pass1"]) == (4096, 0.25, 0.20)
     assert (rows["ppo"]["budget"], rows["ppo"]["seconds"], rows["ppo"]["parent"]) == (2560, 512.0, "sft")
     # GRPO's entries carry only the step: the budget is spread evenly over the 16 steps
-    assert data.reward_by_budget == {"grpo #1": [(2048.0, 0.1), (4096.0, 0.4)],
-                                     "ppo #2": [(32.0, -0.4), (2560.0, -0.2)]}
+    assert data.reward_by_budget == {
+        "grpo #1": [(2048.0, 0.1), (4096.0, 0.4)],
+        "ppo #2": [(32.0, -0.4), (2560.0, -0.2)],
+    }
     assert budget_note(data.budget) == "budgets differ: ppo #2 2,560 vs grpo #1 4,096 completions"
 
     page = write_report(tmp_path / "report", db_url).read_text()
@@ -166,6 +198,9 @@ def test_ppo_vs_grpo_at_equal_sample_budget(db_url, tmp_path):
 
 
 def test_budgets_within_ten_percent_carry_no_note():
-    rows = [{"method": "ppo", "run": "ppo #2", "budget": 3800}, {"method": "grpo", "run": "grpo #1", "budget": 4096},
-            {"method": "ppo", "run": "ppo #3", "budget": None}]  # a run that predates num_completions
+    rows = [
+        {"method": "ppo", "run": "ppo #2", "budget": 3800},
+        {"method": "grpo", "run": "grpo #1", "budget": 4096},
+        {"method": "ppo", "run": "ppo #3", "budget": None},
+    ]  # a run that predates num_completions
     assert budget_note(rows) == ""

@@ -36,9 +36,9 @@ def test_humaneval_twice_without_duplicates(any_empty_db_url):
 def test_humaneval_reference_passes_its_stored_test():
     spec = load_humaneval()[0]
     namespace: dict = {}
-    exec(spec.prompt + spec.reference_solution + "\n" + spec.tests[0], namespace)  # raises if check fails
+    exec(spec.prompt + spec.reference_solution + "\n" + spec.tests[0], namespace)  # noqa: S102 -- raises if check fails
     with pytest.raises(AssertionError):
-        exec(spec.prompt + "    return not True if False else False\n" + spec.tests[0], {})
+        exec(spec.prompt + "    return not True if False else False\n" + spec.tests[0], {})  # noqa: S102
 
 
 def _write_jsonl(path, rows):
@@ -46,8 +46,15 @@ def _write_jsonl(path, rows):
     return path
 
 
-GOOD = {"task_id": "c/0", "prompt": "def inc(x):\n", "entry_point": "inc", "tests": ["assert inc(1) == 2"],
-        "reference_solution": "    return x + 1\n", "split": "train", "meta": {"family": "arith"}}
+GOOD = {
+    "task_id": "c/0",
+    "prompt": "def inc(x):\n",
+    "entry_point": "inc",
+    "tests": ["assert inc(1) == 2"],
+    "reference_solution": "    return x + 1\n",
+    "split": "train",
+    "meta": {"family": "arith"},
+}
 
 
 def test_jsonl_import_and_update(db_url, tmp_path):
@@ -56,7 +63,9 @@ def test_jsonl_import_and_update(db_url, tmp_path):
     assert specs[1].tests == ["def check(f):\n    assert f(2) == 3\n\ncheck(inc)\n"]
     with session_scope() as s:
         assert import_tasks(s, specs, "custom", "cli:test").added == 2
-    changed = load_jsonl(_write_jsonl(tmp_path / "t.jsonl", [{**GOOD, "tests": ["assert inc(0) == 1"]}, rows[1]]))
+    changed = load_jsonl(
+        _write_jsonl(tmp_path / "t.jsonl", [{**GOOD, "tests": ["assert inc(0) == 1"]}, rows[1]])
+    )
     with session_scope() as s:
         result = import_tasks(s, changed, "custom", "cli:test")
     assert (result.added, result.updated, result.unchanged) == (0, 1, 1)
@@ -70,7 +79,10 @@ def test_jsonl_import_and_update(db_url, tmp_path):
     [
         ('{"task_id": "c/9", "prompt": "def f():\\n", "entry_point": "f"}', "tests"),
         ('{"task_id": "c/9", "entry_point": "f", "tests": ["assert 1"]}', "prompt"),
-        ('{"task_id": "c/9", "prompt": "x", "entry_point": "not an id", "tests": ["assert 1"]}', "entry_point"),
+        (
+            '{"task_id": "c/9", "prompt": "x", "entry_point": "not an id", "tests": ["assert 1"]}',
+            "entry_point",
+        ),
         ('{"task_id": "c/9", "prompt": "x", "entry_point": "f", "tests": [], "split": "train"}', "tests"),
         ('{"task_id": "c/9", "prompt": "x", "entry_point": "f", "tests": ["a"], "split": "dev"}', "split"),
         ('{"task_id": "c/0", "prompt": "x", "entry_point": "f", "tests": ["a"]}', "duplicate task_id"),

@@ -20,7 +20,9 @@ SUITES = ("humaneval", "basic")
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
 
-    imp = sub.add_parser("import", help="import a built-in suite, a JSONL file or a datasets path (idempotent)")
+    imp = sub.add_parser(
+        "import", help="import a built-in suite, a JSONL file or a datasets path (idempotent)"
+    )
     what = imp.add_mutually_exclusive_group(required=True)
     what.add_argument("--suite", choices=SUITES, help="built-in suite")
     what.add_argument("--jsonl", metavar="FILE", help="custom tasks, one JSON object per line (see docs)")
@@ -99,7 +101,9 @@ def _list(args: argparse.Namespace) -> int:
             query = query.where(Task.split == args.split)
         for task in session.scalars(query):
             first_line = next((ln.strip() for ln in task.prompt.splitlines() if ln.strip()), "")
-            print(f"{task.source:<12} {task.split:<6} {task.task_id:<24} {len(task.tests):>3} tests  {first_line[:60]}")
+            print(
+                f"{task.source:<12} {task.split:<6} {task.task_id:<24} {len(task.tests):>3} tests  {first_line[:60]}"
+            )
     return 0
 
 
@@ -116,7 +120,9 @@ def _show(args: argparse.Namespace) -> int:
             query = query.where(Task.source == args.source)
         tasks = list(session.scalars(query))
         if not tasks:
-            raise UserError(f"no task with id {args.task_id!r}" + (f" in {args.source!r}" if args.source else ""))
+            raise UserError(
+                f"no task with id {args.task_id!r}" + (f" in {args.source!r}" if args.source else "")
+            )
         if len(tasks) > 1:
             raise UserError(f"task id {args.task_id!r} exists in {[t.source for t in tasks]}; pass --source")
         task = tasks[0]

@@ -28,8 +28,17 @@ from typing import Any
 from alignment.errors import UserError
 from alignment.tasks.spec import SPLITS, TaskSpec
 
-_KNOWN = {"task_id", "prompt", "entry_point", "tests", "test", "reference_solution", "canonical_solution",
-          "split", "meta"}
+_KNOWN = {
+    "task_id",
+    "prompt",
+    "entry_point",
+    "tests",
+    "test",
+    "reference_solution",
+    "canonical_solution",
+    "split",
+    "meta",
+}
 
 
 def row_to_spec(row: Any, where: str) -> TaskSpec:
@@ -55,7 +64,11 @@ def row_to_spec(row: Any, where: str) -> TaskSpec:
         tests = row["tests"]
         if isinstance(tests, str):
             tests = [tests]
-        if not isinstance(tests, list) or not tests or not all(isinstance(t, str) and t.strip() for t in tests):
+        if (
+            not isinstance(tests, list)
+            or not tests
+            or not all(isinstance(t, str) and t.strip() for t in tests)
+        ):
             raise UserError(f"{where}: field 'tests' must be a non-empty list of code strings")
     elif row.get("test") is not None:
         test = text("test")
@@ -120,7 +133,9 @@ def load_datasets_path(path: str | Path, split: str | None = None) -> list[TaskS
     elif path.is_file():
         kind = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
         if kind is None:
-            raise UserError(f"{path}: unsupported dataset file type '{path.suffix}' (json, jsonl, parquet, csv)")
+            raise UserError(
+                f"{path}: unsupported dataset file type '{path.suffix}' (json, jsonl, parquet, csv)"
+            )
         loaded = datasets.load_dataset(kind, data_files=str(path), split="train")
     else:
         raise UserError(f"dataset path not found: {path}")

@@ -40,15 +40,15 @@ def import_tasks(session: Session, specs: list[TaskSpec], source: str, created_b
     new_rows = []
     for spec in specs:
         digest = spec.content_hash()
-        fields = dict(
-            prompt=spec.prompt,
-            entry_point=spec.entry_point,
-            tests=list(spec.tests),
-            reference_solution=spec.reference_solution,
-            split=spec.split,
-            meta=dict(spec.meta),
-            content_hash=digest,
-        )
+        fields = {
+            "prompt": spec.prompt,
+            "entry_point": spec.entry_point,
+            "tests": list(spec.tests),
+            "reference_solution": spec.reference_solution,
+            "split": spec.split,
+            "meta": dict(spec.meta),
+            "content_hash": digest,
+        }
         if spec.task_id not in existing:
             new_rows.append(Task(task_id=spec.task_id, source=source, created_by=created_by, **fields))
             added += 1
@@ -67,6 +67,8 @@ def import_tasks(session: Session, specs: list[TaskSpec], source: str, created_b
 def task_counts(session: Session) -> list[tuple[str, str, int]]:
     """(source, split, count) for every suite in the DB."""
     rows = session.execute(
-        select(Task.source, Task.split, func.count()).group_by(Task.source, Task.split).order_by(Task.source, Task.split)
+        select(Task.source, Task.split, func.count())
+        .group_by(Task.source, Task.split)
+        .order_by(Task.source, Task.split)
     )
     return [(source, split, count) for source, split, count in rows]
