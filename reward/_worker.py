@@ -57,9 +57,8 @@ INTERPRETER = os.path.realpath(sys.executable)
 PREFIX_INTERPRETER = os.path.join(
     sys.base_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}"
 )
-PACKAGE_FD = (
-    5  # the fork server finds reward/ through /proc/self/fd/5: the source may be under the private /tmp
-)
+# The fork server finds reward/ through /proc/self/fd/5: the source may be under the private /tmp.
+PACKAGE_FD = 5
 ZYGOTE_START_S = 20.0
 MAX_PARENT_COMPILE = 1 << 20  # programs up to 1 MiB are compiled by the worker (bounded time, no fork)
 
@@ -100,13 +99,18 @@ class ForkServer:
         # LD_BIND_NOW: resolve every C symbol once in the server, not lazily in each child (a lazy binding
         # writes the GOT page: one more copy-on-write fault per run for each first-called function).
         env = {**os.environ, "LD_BIND_NOW": "1"}
-        self.pid = os.posix_spawn(self.argv[0], self.argv, env, file_actions=actions)
-        for fd in theirs[:3]:
-            os.close(fd)
         self.fds = {**ours, "request": theirs[3]}
-        os.set_blocking(self.fds["result"], False)
-        if self._read(self.fds["status"], 1, time.monotonic() + ZYGOTE_START_S) != b"R":
-            raise ForkServerDied("the fork server did not start")
+        try:
+            self.pid = os.posix_spawn(self.argv[0], self.argv, env, file_actions=actions)
+            os.set_blocking(self.fds["result"], False)
+            if self._read(self.fds["status"], 1, time.monotonic() + ZYGOTE_START_S) != b"R":
+                raise ForkServerDied("the fork server did not start")
+        except (OSError, ForkServerDied):
+            self.stop()  # nothing half-started stays behind: descriptors closed, process reaped
+            raise
+        finally:
+            for fd in theirs[:3]:  # the server's ends: it holds its own copies
+                os.close(fd)
 
     def submit(self, program, tests: list, nonce: str, limits: dict, workdir: str) -> int:
         """Start one run; return the child's pid."""
