@@ -57,6 +57,20 @@ class _CappedText(io.TextIOBase):
         return "".join(self.parts)
 
 
+def prepare_fork_server(state: dict) -> None:
+    """The limits every run shares, set once in the fork server and inherited by each child (none of them
+    hinders the server, which runs as root and writes only to pipes): file size, descriptors, no core dump,
+    SIGXFSZ ignored (oversized writes fail with an error instead of killing), no supplementary groups and,
+    once a child drops to the sandbox uid, the process cap (not enforced for root)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if state["uid"] is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (state["pids_max"], state["pids_max"]))
+        os.setgroups([])
+
+
 def write_request(fd: int, program, tests: list, nonce: str, limits: dict, workdir: str) -> None:
     """The worker's half of :func:`run_request`: code objects travel marshalled (loading is far cheaper
     than compiling in the child, where every page the compiler touches is a copy-on-write fault)."""
@@ -94,15 +108,8 @@ def run_child(program, tests: list, nonce: str, limits: dict, workdir: str, stat
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     mem = state["vm_bytes"] + int(limits["memory_mb"]) * (1 << 20)
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with an error instead of killing
     uid = state["uid"]
     if uid is not None:
-        nproc = state["pids_max"]
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
     os.chdir(workdir)  # empty (wiped after every run); HOME and TMPDIR name it too

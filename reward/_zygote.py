@@ -71,6 +71,7 @@ def main() -> None:
         "vm_bytes": _vm_bytes(),
     }
     os.close(PACKAGE_FD)
+    _harness.prepare_fork_server(state)
     gc.freeze()  # keep forked children from copying pages just to update GC bookkeeping
     read, write, fork, waitpid, exit_now = os.read, os.write, os.fork, os.waitpid, os._exit
     write(STATUS_FD, b"R")
