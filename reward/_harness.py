@@ -17,7 +17,7 @@ import sys
 import time
 
 RESULT_FD = 3
-REQUEST_FD = 4  # memfd: 8-byte length + marshal of (program, tests, nonce, limits, workdir)
+REQUEST_FD = 4  # memfd: 8-byte length + marshal of (program, tests, nonce, limits)
 FIELD, RECORD = "\x1f", "\x1e"
 MAX_RECORD_BYTES = 1 << 20
 OUTPUT_LIMIT = 4096
@@ -71,10 +71,10 @@ def prepare_fork_server(state: dict) -> None:
         os.setgroups([])
 
 
-def write_request(fd: int, program, tests: list, nonce: str, limits: dict, workdir: str) -> None:
+def write_request(fd: int, program, tests: list, nonce: str, limits: dict) -> None:
     """The worker's half of :func:`run_request`: code objects travel marshalled (loading is far cheaper
     than compiling in the child, where every page the compiler touches is a copy-on-write fault)."""
-    blob = marshal.dumps((program, tests, nonce, limits, workdir))
+    blob = marshal.dumps((program, tests, nonce, limits))
     os.pwrite(fd, len(blob).to_bytes(8, "little") + blob, 0)
 
 
@@ -82,11 +82,11 @@ def run_request(state: dict) -> None:
     """Runs in the child forked by :mod:`reward._zygote`: reads this run's request, then :func:`run_child`
     (which closes the request descriptor before the program starts)."""
     size = int.from_bytes(os.pread(REQUEST_FD, 8, 0), "little")
-    program, tests, nonce, limits, workdir = marshal.loads(os.pread(REQUEST_FD, size, 8))
-    run_child(program, tests, nonce, limits, workdir, state)
+    program, tests, nonce, limits = marshal.loads(os.pread(REQUEST_FD, size, 8))
+    run_child(program, tests, nonce, limits, state)
 
 
-def run_child(program, tests: list, nonce: str, limits: dict, workdir: str, state: dict) -> None:
+def run_child(program, tests: list, nonce: str, limits: dict, state: dict) -> None:
     """Runs in the forked child; never returns. Every name it uses after the program starts is a local.
 
     ``program`` is normally a code object compiled by the worker (compiling here would pay copy-on-write
@@ -112,7 +112,7 @@ def run_child(program, tests: list, nonce: str, limits: dict, workdir: str, stat
     if uid is not None:
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    os.chdir(workdir)  # empty (wiped after every run); HOME and TMPDIR name it too
+    os.chdir(state["workdir"])  # empty (wiped after every run); HOME and TMPDIR name it too
     out = _CappedText(OUTPUT_LIMIT)
     sys.stdout = sys.stderr = out
     sys.stdin = io.StringIO("")

@@ -130,7 +130,7 @@ def kill_descendants(spare: frozenset[int] = frozenset()) -> None:
         if not pids:
             return
         for p in pids:
-            _kill(p)
+            kill(p)
         for p in pids:
             try:
                 os.waitpid(p, 0)
@@ -150,7 +150,7 @@ def kill_cgroup(path: str, spare: frozenset[int] = frozenset(), between=lambda: 
         if not left:
             return
         for p in left:
-            _kill(p)
+            kill(p)
         between()
         time.sleep(0.001)
 
@@ -175,7 +175,7 @@ def reap_until_alone(cgroup: str, alone: int, limit_s: float = 2.0) -> None:
         time.sleep(0.0005)
 
 
-def _kill(pid: int) -> None:
+def kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -211,9 +211,9 @@ def wipe_scratch(state: dict) -> None:
 
 
 def wipe(root: str) -> None:
-    """Empty the private /tmp: the sample's directory and anything else the program put there.
+    """Empty ``root``: everything a program put there, ``root`` itself kept.
 
-    Iterative and without shutil (which drags zlib/bz2/lzma into every fork): programs may nest deeply.
+    Iterative (programs may nest deeply) and without shutil (the worker stays standard-library-light).
     """
     stack = [(root, False)]
     while stack:

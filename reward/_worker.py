@@ -112,11 +112,11 @@ class ForkServer:
             for fd in theirs[:3]:  # the server's ends: it holds its own copies
                 os.close(fd)
 
-    def submit(self, program, tests: list, nonce: str, limits: dict, workdir: str) -> int:
+    def submit(self, program, tests: list, nonce: str, limits: dict) -> int:
         """Start one run; return the child's pid."""
         if not self.pid:
             self.start()
-        _harness.write_request(self.fds["request"], program, tests, nonce, limits, workdir)
+        _harness.write_request(self.fds["request"], program, tests, nonce, limits)
         try:
             os.write(self.fds["command"], b"x")
         except OSError as exc:  # BrokenPipeError: the server is gone
@@ -147,7 +147,7 @@ class ForkServer:
             try:
                 while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
                     if time.monotonic() > deadline:
-                        _kill(self.pid)
+                        _isolation.kill(self.pid)
                         os.waitpid(self.pid, 0)
                         break
                     time.sleep(0.001)
@@ -200,7 +200,7 @@ class Worker:
         raw = bytearray()
         pid = 0
         try:
-            pid = self.server.submit(program, test_codes, nonce, limits, self.state["workdir"])
+            pid = self.server.submit(program, test_codes, nonce, limits)
             outcome = self._wait(pid, raw, start + float(req["timeout_s"]))
         except ForkServerDied as exc:
             self._cleanup(pid)
@@ -240,7 +240,7 @@ class Worker:
                 break
         if timed_out:
             _isolation.killpg(pid)
-            _kill(pid)  # not yet its own process group if it has only just been forked
+            _isolation.kill(pid)  # not yet its own process group if it has only just been forked
         status = self.server.wait_status(time.monotonic() + 5.0)
         _drain(result_fd, raw)
         return {
@@ -302,13 +302,6 @@ def _high(fd: int) -> int:
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 5)
     os.close(fd)
     return moved
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _drain(fd: int, raw: bytearray) -> bool:

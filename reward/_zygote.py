@@ -67,6 +67,7 @@ def main() -> None:
     state = {
         "uid": int(uid) if uid != "-" else None,
         "pids_max": int(pids_max),
+        "workdir": workdir,
         "clean_builtins": dict(builtins.__dict__),  # what tests see, whatever the program rebinds
         "vm_bytes": _vm_bytes(),
     }
