@@ -11,6 +11,13 @@ Security model (every item is tested in ``tests/test_annotate_app.py``):
   text table cells;
 * Gradio's run history (browser storage of inputs) and ``/monitoring`` are off; no share link.
 
+Refusals (a ``UserError``: forged ids, wrong role, disabled account, an unranked completion ...) are answers,
+not errors: the event returns HTTP 200 with every output left as it was (``gr.skip()``) except the page's
+status line, which carries ``<div class="ca-refused">Refused: REASON</div>`` (:func:`refusal_reason` reads
+it back for API callers). Gradio would answer a raised ``gr.Error`` with HTTP 500 on direct events and an
+error on every output component (the page lost its code and the ranks given so far); the reason reached the
+user only as a toast, or not at all. Nothing was written when a refusal comes back.
+
 Gradio is imported only inside these functions, so ``codealign --help`` never loads it.
 """
 
@@ -70,18 +77,42 @@ class AppContext:
         return require_user(session, getattr(request, "username", None), roles)
 
 
-def guarded(fn):
-    """Turn a refused event (``UserError``) into a ``gr.Error`` toast / client exception; log nothing else."""
+REFUSED = "Refused: "
+_REFUSED_OPEN = '<div class="ca-refused" role="alert">'
+
+
+def refusal_html(reason: str) -> str:
+    """The status line of a refused event; ``reason`` is escaped (it may quote what the client sent)."""
+    return f"{_REFUSED_OPEN}{REFUSED}{html.escape(reason, quote=False)}</div>"
+
+
+def refusal_reason(status) -> str | None:
+    """The (escaped) reason if ``status`` is a refusal's status line, else None: how API callers tell."""
+    if not isinstance(status, str) or not status.startswith(_REFUSED_OPEN + REFUSED):
+        return None
+    return status[len(_REFUSED_OPEN + REFUSED) : -len("</div>")]
+
+
+def guarded(outputs: list, status):
+    """Decorator for an event handler with ``outputs``: a ``UserError`` it raises becomes a refusal answer
+    (module docstring): ``gr.skip()`` for every output but ``status``, which shows the reason."""
     import gradio as gr
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
+    at = next(i for i, component in enumerate(outputs) if component is status)
 
-    return wrapper
+    def decorate(fn):
+        @functools.wraps(fn)  # keeps the signature: Gradio injects gr.Request by its annotation
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except UserError as exc:
+                values = [gr.skip()] * len(outputs)
+                values[at] = refusal_html(str(exc))
+                return values if len(values) > 1 else values[0]
+
+        return wrapper
+
+    return decorate
 
 
 def shortcuts_markdown() -> str:
@@ -104,9 +135,10 @@ def build_app(cfg: AnnotateConfig, db_url: str):
             with gr.Tab("Arena", id="arena", visible=False) as arena_tab:
                 arena = page_arena.build(ctx)
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
-                page_admin.build(ctx)
+                admin = page_admin.build(ctx)
+        load_outputs = [who, arena_tab, admin_tab, arena.policy_a, arena.policy_b]
 
-        @guarded
+        @guarded(load_outputs, who)
         def on_load(request: gr.Request):
             with ctx.read_session() as session:
                 user = ctx.user(session, request)
@@ -123,12 +155,13 @@ def build_app(cfg: AnnotateConfig, db_url: str):
                 gr.Dropdown(choices=policies, value=policies[1] if len(policies) > 1 else None),
             )
 
-        demo.load(
-            on_load,
-            outputs=[who, arena_tab, admin_tab, arena.policy_a, arena.policy_b],
-            api_visibility="private",
-        )
+        demo.load(on_load, outputs=load_outputs, api_visibility="private")
         demo.load(annotate.load, outputs=annotate.outputs, api_visibility="private", queue=False)
+        # Only users of the role see these tabs, so only they can select them (the handlers check anyway).
+        arena_tab.select(
+            arena.fill, inputs=arena.fill_inputs, outputs=arena.fill_outputs, api_visibility="private"
+        )
+        admin_tab.select(admin.report, outputs=admin.outputs, api_visibility="private")
     return demo
 
 
@@ -181,11 +214,14 @@ def launch_app(
             root_path=cfg.root_path or None,
             ssr_mode=False,
             show_error=True,
-            quiet=not block,
-            prevent_thread_lock=not block,
+            quiet=True,  # Gradio's own lines include "set `share=True`" advice, wrong for this app
+            prevent_thread_lock=True,
             css=page_css(),
             head=f"<script>{_SHORTCUT_JS}</script>",
         )
     except OSError as exc:  # port taken, address not local, ...
         raise UserError(f"cannot serve on {host}:{port} ({exc}); pick another --port or --host") from None
+    if block:
+        print(f"codealign annotate: serving on {demo.local_url} (Ctrl+C stops)", flush=True)
+        demo.block_thread()
     return LaunchedApp(url=demo.local_url, demo=demo)

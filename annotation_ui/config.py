@@ -32,6 +32,8 @@ class AnnotateConfig:
     k: int = 4  # completions per ranking item (2..8)
     selection_policy: Literal["random", "execution_ties_first", "reward_uncertainty"] = "execution_ties_first"
     required_annotations: int = 3  # distinct annotators per item
+    overlap_share: float = 0.0  # share of new items that need overlap_annotations annotators (agreement)
+    overlap_annotations: int = 3  # annotators for those items (the larger of this and required_annotations)
     claim_ttl_minutes: float = 30.0  # an unanswered claim returns to the pool after this
     source: str | None = None  # only build items from tasks of this suite (None: all)
     split: str | None = None  # only build items from tasks of this split (None: all)
@@ -60,6 +62,10 @@ class AnnotateConfig:
             raise ConfigError(f"k: must be between 2 and {MAX_K}, got {self.k}")
         if self.required_annotations < 1:
             raise ConfigError(f"required_annotations: must be >= 1, got {self.required_annotations}")
+        if not 0.0 <= self.overlap_share <= 1.0:
+            raise ConfigError(f"overlap_share: must be from 0 to 1, got {self.overlap_share}")
+        if self.overlap_annotations < 2:
+            raise ConfigError(f"overlap_annotations: must be >= 2, got {self.overlap_annotations}")
         if self.claim_ttl_minutes <= 0:
             raise ConfigError(f"claim_ttl_minutes: must be > 0, got {self.claim_ttl_minutes}")
         if self.bootstrap_rounds < 0:

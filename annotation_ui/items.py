@@ -9,13 +9,21 @@ Selection policies set ``RankingItem.priority`` (the app serves the highest firs
 * ``reward_uncertainty``: items whose completions a reward model scores closest together first. Needs a
   ``scorer`` (completion texts -> scores); none ships yet, the hook is here for when a reward model exists.
 
+Overlap: ``overlap_share`` of the items created by one call (chosen by ``seed``) need
+``max(required_annotations, overlap_annotations)`` annotators, the rest ``required_annotations``. With
+``required_annotations=1`` every item is ranked once (most items for the work) and agreement can only be
+measured on the overlapping share.
+
 Guarantees: a completion is put in at most one item (re-running adds items only for new completions);
 identical texts within a task are grouped at most once; only completions with an ``Execution`` row are used
-("scored"). Non-guarantee: leftover completions (fewer than K per task) wait for more samples.
+("scored"); the same DB and arguments give the same items and the same overlapping share. With
+``overlap_share > 0`` at least one new item overlaps. Non-guarantee: leftover completions (fewer than K per
+task) wait for more samples.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 
@@ -91,11 +99,14 @@ def build_items(
     split: str | None = None,
     scorer: Scorer | None = None,
     created_by: str = "cli:build_items",
+    overlap_share: float = 0.0,
+    overlap_annotations: int = 3,
 ) -> int:
     """Create ``RankingItem`` rows of ``k`` completions from scored, not yet itemised completions.
 
     Returns the number of items created (0 when nothing new). Raises ``UserError`` for a bad ``k``,
-    ``policy`` or ``required_annotations``, or ``reward_uncertainty`` without a ``scorer``.
+    ``policy``, ``required_annotations``, ``overlap_share`` or ``overlap_annotations``, or
+    ``reward_uncertainty`` without a ``scorer``.
     """
     if not 2 <= k <= MAX_K:
         raise UserError(f"k: must be between 2 and {MAX_K}, got {k}")
@@ -107,9 +118,17 @@ def build_items(
         )
     if required_annotations < 1:
         raise UserError(f"required_annotations: must be >= 1, got {required_annotations}")
+    if not (isinstance(overlap_share, (int, float)) and 0.0 <= overlap_share <= 1.0):
+        raise UserError(f"overlap_share: must be a number from 0 to 1, got {overlap_share!r}")
+    if (
+        isinstance(overlap_annotations, bool)
+        or not isinstance(overlap_annotations, int)
+        or overlap_annotations < 2
+    ):
+        raise UserError(f"overlap_annotations: must be an integer >= 2, got {overlap_annotations!r}")
     rng = random.Random(seed)
     used = _used_completion_ids(session)
-    created = 0
+    created: list[RankingItem] = []
     for task_id, pairs in _scored_completions_by_task(session, source, split).items():
         fresh = _distinct_texts([(c, e) for c, e in pairs if c.id not in used])
         rng.shuffle(fresh)
@@ -117,16 +136,26 @@ def build_items(
             fresh.sort(key=lambda ce: ce[1].verdict != "passed")  # stable: passing ones first, still shuffled
         for start in range(0, len(fresh) - k + 1, k):
             group = fresh[start : start + k]
-            session.add(
-                RankingItem(
-                    task_id=task_id,
-                    completion_ids=[c.id for c, _ in group],
-                    required_annotations=required_annotations,
-                    priority=_priority(policy, group, rng, scorer),
-                    execution_tie=_is_execution_tie(group),
-                    created_by=created_by,
-                )
+            item = RankingItem(
+                task_id=task_id,
+                completion_ids=[c.id for c, _ in group],
+                required_annotations=required_annotations,
+                priority=_priority(policy, group, rng, scorer),
+                execution_tie=_is_execution_tie(group),
+                created_by=created_by,
             )
-            created += 1
+            session.add(item)
+            created.append(item)
+    _mark_overlap(created, overlap_share, max(required_annotations, overlap_annotations), seed)
     session.flush()
-    return created
+    return len(created)
+
+
+def _mark_overlap(items: list[RankingItem], share: float, annotations: int, seed: int) -> None:
+    """Give ``share`` of ``items`` (at least one when ``share > 0``) ``annotations`` required annotators.
+    Its own RNG: the items' composition and priorities do not depend on the overlap settings."""
+    if share <= 0 or not items:
+        return
+    count = max(1, math.floor(share * len(items) + 0.5))  # round half up; at least one overlapping item
+    for item in random.Random(f"overlap:{seed}").sample(items, min(count, len(items))):
+        item.required_annotations = annotations

@@ -1,10 +1,13 @@
 """Admin tab: agreement (Kendall tau-b, Krippendorff alpha), throughput, flagged items, skip reasons.
 
-API endpoint ``/admin_report``; admins only. User text (flag reasons, comments) is shown as plain table
-cells, never as HTML or Markdown.
+API endpoint ``/admin_report``; admins only (a refusal comes back in the summary line, see
+:mod:`annotation_ui.app`). Selecting the tab runs the report (:attr:`AdminPage.report`). User text (flag
+reasons, comments) is shown as plain table cells, never as HTML or Markdown.
 """
 
 # No `from __future__ import annotations`: Gradio reads `request: gr.Request` hints at runtime.
+from dataclasses import dataclass
+
 import gradio as gr
 
 from annotation_ui.app import AppContext, guarded
@@ -27,7 +30,13 @@ def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def build(ctx: AppContext) -> None:
+@dataclass
+class AdminPage:
+    report: object  # the handler the tab's selection runs too
+    outputs: list
+
+
+def build(ctx: AppContext) -> AdminPage:
     refresh = gr.Button("Refresh", elem_id="admin-refresh-btn")
     summary = gr.Markdown(elem_id="admin-summary")
     gr.Markdown("### Annotators")
@@ -37,7 +46,9 @@ def build(ctx: AppContext) -> None:
     gr.Markdown("### Skip reasons")
     skips = gr.Dataframe(headers=["reason", "count"], datatype="str", interactive=False)
 
-    @guarded
+    outputs = [summary, annotators, flagged, skips]
+
+    @guarded(outputs, summary)
     def report(request: gr.Request):
         with ctx.read_session() as session:
             ctx.user(session, request, ("admin",))
@@ -65,4 +76,5 @@ def build(ctx: AppContext) -> None:
         flags = [[str(f.item_id), f.task, f.annotator, f.reason, f.comment] for f in q.flagged]
         return text, table, flags, [[reason, str(n)] for reason, n in q.skip_reasons]
 
-    refresh.click(report, outputs=[summary, annotators, flagged, skips], api_name="admin_report")
+    refresh.click(report, outputs=outputs, api_name="admin_report")
+    return AdminPage(report=report, outputs=outputs)

@@ -1,7 +1,9 @@
 """Annotator tab: prompt, K completion cards with rank radios, comment/flag/skip, undo, progress.
 
 Public API endpoints (also what the page calls): ``/current_item``, ``/submit``, ``/skip``, ``/undo``.
-Each returns the full page state for the next item, so one round trip does submit + next.
+Each returns the full page state for the next item, so one round trip does submit + next. A refused event
+(e.g. a completion left unranked) leaves the page as it is, ranks given so far included, and shows the
+reason in the status line (:mod:`annotation_ui.app`).
 """
 
 # No `from __future__ import annotations`: Gradio reads `request: gr.Request` hints at runtime.
@@ -111,13 +113,16 @@ def build(ctx: AppContext) -> AnnotatePage:
             max_length=service.MAX_REASON,
         )
     with gr.Row():
-        submit_btn = gr.Button("Submit ranking (Enter)", variant="primary", elem_id="submit-btn")
+        submit_btn = gr.Button(
+            "Submit ranking (Enter)", variant="primary", elem_id="submit-btn", min_width=260
+        )
         skip_reason = gr.Dropdown(
             choices=cfg.skip_reasons,
             value=cfg.skip_reasons[0],
             allow_custom_value=True,
             label="Skip reason",
             elem_id="skip-reason",
+            min_width=300,  # the reasons are sentences: a button-wide box cut them off
         )
         skip_btn = gr.Button("Skip (s)", elem_id="skip-btn")
         undo_btn = gr.Button("Undo / edit last (u)", elem_id="undo-btn")
@@ -146,7 +151,7 @@ def build(ctx: AppContext) -> AnnotatePage:
             open_counts[user.id] = cached
         return cached[1]
 
-    @guarded
+    @guarded(outputs, status)
     def current_item(request: gr.Request):
         with ctx.session() as session:
             user = ctx.user(session, request)
@@ -160,7 +165,7 @@ def build(ctx: AppContext) -> AnnotatePage:
                 ctx, session, user, view, message, open_items(session, user, fresh=view is None)
             )
 
-    @guarded
+    @guarded(outputs, status)
     def submit(request: gr.Request, assignment_id, *values):  # request first: Gradio injects it by position
         ranks, (comment_text, flag_text) = list(values[:MAX_K]), values[MAX_K:]
         with ctx.session() as session:
@@ -171,7 +176,7 @@ def build(ctx: AppContext) -> AnnotatePage:
         verb = "Updated" if result.edited else "Saved"
         return _then_next(user, f"{verb} ranking #{result.ranking_id}.")
 
-    @guarded
+    @guarded(outputs, status)
     def skip(assignment_id, reason, comment_text, flag_text, request: gr.Request):
         with ctx.session() as session:
             user = ctx.user(session, request)
@@ -182,7 +187,7 @@ def build(ctx: AppContext) -> AnnotatePage:
             user, f"Skipped ({html.escape(str(reason), quote=False)}); saved as #{result.ranking_id}."
         )
 
-    @guarded
+    @guarded(outputs, status)
     def undo(request: gr.Request):
         with ctx.session() as session:
             user = ctx.user(session, request)
@@ -196,11 +201,14 @@ def build(ctx: AppContext) -> AnnotatePage:
     # submit+next fast with many annotators (bench/annotation_load.py). Slow events keep the queue.
     direct = {"outputs": outputs, "queue": False}
     reload_btn.click(current_item, api_name="current_item", **direct)
+    # preprocess=False: Gradio's own check of a radio value ("not in the list of choices") would answer
+    # HTTP 500 before the handler runs; the service validates every value it is sent itself.
+    direct_raw = {**direct, "preprocess": False}
     submit_btn.click(
-        submit, inputs=[assignment_box, *radios, comment, flag_reason], api_name="submit", **direct
+        submit, inputs=[assignment_box, *radios, comment, flag_reason], api_name="submit", **direct_raw
     )
     skip_btn.click(
-        skip, inputs=[assignment_box, skip_reason, comment, flag_reason], api_name="skip", **direct
+        skip, inputs=[assignment_box, skip_reason, comment, flag_reason], api_name="skip", **direct_raw
     )
     undo_btn.click(undo, api_name="undo", **direct)
     return AnnotatePage(outputs=outputs, load=current_item)

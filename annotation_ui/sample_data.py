@@ -2,7 +2,9 @@
 
 Rows are marked ``created_by="sample:annotation_ui"`` and tasks use source ``"sample"``, so they never mix
 with real suites. Completions are small but realistic Python bodies with varied verdicts, including one
-whose text tries HTML/JS injection (the page must show it as text).
+whose text tries HTML/JS injection (the page must show it as text). Execution rows are made up (nothing
+runs); static rows come from the real analyser (:func:`reward.static.analyze_batch`, as ``codealign score``
+stores them), so cards show real findings.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ _BODIES = [
         "passed",
         None,
     ),
-    ("    return sum(x for x in xs if x)\n", "passed", None),
+    ("    return sum([x for x in xs if x != None])\n", "passed", None),  # ruff E711
     ("    return xs[0] + xs[1]\n", "runtime_error", ("IndexError", 4)),
-    ("    return 0\n", "failed", ("AssertionError", 3)),
+    ('    return eval("0")\n', "failed", ("AssertionError", 3)),  # bandit B307
     (
         '    s = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"\n    return len(s) and sum(xs)\n',
         "passed",
@@ -65,7 +67,7 @@ def seed_sample_data(
         session.add(row)
         policy_rows.append(row)
     session.flush()
-    task_ids, n_completions = [], 0
+    task_ids, n_completions, to_analyze = [], 0, []
     for t in range(tasks):
         prompt = f'def total_{t}(xs: list[int]) -> int:\n    """Return the sum of xs (task {t})."""\n'
         tests = [
@@ -117,20 +119,35 @@ def seed_sample_data(
                         created_by=ACTOR,
                     )
                 )
-                session.add(
-                    StaticScore(
-                        completion_id=completion.id,
-                        syntax_ok=verdict != "syntax_error",
-                        scores={"ruff": round(rng.random(), 2), "complexity": round(rng.random(), 2)},
-                        findings={"ruff": [{"code": "E501", "message": "line too long", "line": 3}]}
-                        if rng.random() < 0.3
-                        else {},
-                        created_by=ACTOR,
-                    )
-                )
+                # Draws that once made up static scores: kept, so verdicts and item groups (and the figures
+                # docs/annotation.md shows for this sample) stay what they always were.
+                for _ in range(3):
+                    rng.random()
+                to_analyze.append((completion.id, prompt, text))
                 n_completions += 1
+    _add_static_scores(session, to_analyze)
     session.flush()
     return SampleData(task_ids=task_ids, policy_names=list(policies), completions=n_completions)
+
+
+def _add_static_scores(session: Session, completions: list[tuple[int, str, str]]) -> None:
+    """``StaticScore`` rows for ``(completion id, prompt, text)``, computed as ``codealign score`` does."""
+    from reward.static import analyze_batch
+
+    results = analyze_batch(
+        [prompt + text for _, prompt, text in completions],
+        score_from_line=[prompt.count("\n") + 1 for _, prompt, _ in completions],
+    )
+    for (completion_id, _, _), static in zip(completions, results):
+        session.add(
+            StaticScore(
+                completion_id=completion_id,
+                syntax_ok=static.syntax_ok,
+                scores=static.scores,
+                findings=dict(static.findings, syntax_error=static.syntax_error),
+                created_by=ACTOR,
+            )
+        )
 
 
 def prepare_demo_db(

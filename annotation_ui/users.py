@@ -1,6 +1,8 @@
 """Accounts: argon2id password hashes, roles, enable/disable, login check. No gradio import.
 
 Guarantees: passwords are stored only as argon2id hashes (``argon2-cffi`` defaults: 64 MiB, 3 passes);
+a new password must pass :func:`check_password` (at least 10 characters, not only whitespace, and zxcvbn
+strength >= 3 of 4, which refuses common passwords, keyboard runs, repeats and the account's own name);
 :func:`authenticate` spends the same hashing work for unknown names as for known ones; a disabled account
 fails :func:`authenticate` and :func:`require_user`, so every app event refuses it at once (the app checks
 per event, not only at login). Non-guarantee: Gradio keeps login sessions in process memory; disabling a
@@ -19,7 +21,11 @@ from alignment.errors import UserError
 from db.models import Annotator
 
 ROLES = ("annotator", "reviewer", "admin")
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 10
+# zxcvbn's 0..4 scale; 3 = "safely unguessable: moderate protection from an offline slow-hash attack"
+# (about 1e8..1e10 guesses), the attack an argon2id hash is there to slow down.
+MIN_PASSWORD_SCORE = 3
+_ZXCVBN_MAX_LENGTH = 72  # zxcvbn refuses longer input; the strength of a long password shows in its start
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _hasher = None
 
@@ -54,9 +60,25 @@ def _as_user(row: Annotator) -> User:
     return User(id=row.id, name=row.name, role=row.role, active=row.active)
 
 
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
+def check_password(password: str, name: str = "") -> None:
+    """Refuse a weak new password with one line (module docstring); ``name`` counts as a guessable word."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"password: must be at least {MIN_PASSWORD_LENGTH} characters")
+    if not password.strip():
+        raise UserError("password: must not be only spaces")
+    from zxcvbn import zxcvbn
+
+    result = zxcvbn(password[:_ZXCVBN_MAX_LENGTH], user_inputs=[name] if name else [])
+    if result["score"] < MIN_PASSWORD_SCORE:
+        why = (result["feedback"]["warning"] or "it follows a guessable pattern").rstrip(".")
+        why = why[:1].lower() + why[1:]
+        raise UserError(
+            f"password: too easy to guess ({why}); use a passphrase of three or four unrelated words"
+        )
+
+
+def hash_password(password: str, name: str = "") -> str:
+    check_password(password, name)
     return _password_hasher().hash(password)
 
 
@@ -70,7 +92,7 @@ def add_user(session: Session, name: str, password: str, role: str, created_by: 
     if session.scalar(select(Annotator).where(Annotator.name == name)) is not None:
         raise UserError(f"user {name!r} already exists")
     row = Annotator(
-        name=name, password_hash=hash_password(password), role=role, active=True, created_by=created_by
+        name=name, password_hash=hash_password(password, name), role=role, active=True, created_by=created_by
     )
     session.add(row)
     session.flush()

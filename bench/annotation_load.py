@@ -32,6 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from annotation_ui.app import refusal_reason
 from annotation_ui.config import MAX_K
 from annotation_ui.sample_data import free_port, prepare_demo_db
 
@@ -72,7 +73,10 @@ def annotator(
                 )
                 if response.status_code != 200:
                     raise RuntimeError(f"{api}: HTTP {response.status_code}: {response.text[:200]}")
-                return response.json()["data"]
+                data = response.json()["data"]
+                if refusal_reason(data[-1]):  # a refusal is an HTTP 200 answer with the reason as status
+                    raise RuntimeError(f"{api}: {refusal_reason(data[-1])}")
+                return data
 
             state = call("current_item", [])
             for _ in range(submissions):

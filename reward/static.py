@@ -162,7 +162,7 @@ def _python_signals(code: str) -> dict[str, Any]:
 
     visitor = ComplexityVisitor.from_ast(tree)
     blocks = [
-        {"name": b.fullname, "line": b.lineno, "complexity": b.complexity}
+        {"name": b.fullname, "line": b.lineno, "endline": b.endline, "complexity": b.complexity}
         for b in visitor.functions + [m for c in visitor.classes for m in c.methods]
     ]
     try:

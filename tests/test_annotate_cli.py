@@ -1,4 +1,4 @@
-"""`codealign annotate` without serving: item building, config errors, and light imports for --help."""
+"""`codealign annotate`: item building, config errors, light imports for --help, and what serving prints."""
 
 import subprocess
 import sys
@@ -22,6 +22,16 @@ def test_build_only_creates_items_once(db_url, capsys):
     assert "created 0 ranking item(s)" in capsys.readouterr().out
 
 
+def test_build_only_passes_the_overlap_settings(db_url, capsys):
+    with session_scope(db_url) as s:
+        seed_sample_data(s, tasks=6, per_policy=2)
+    args = ["annotate", "--build-only", "k=2", "required_annotations=1", "overlap_share=0.5"]
+    assert main([*args, "overlap_annotations=4"]) == 0
+    with session_scope(db_url) as s:
+        needs = [i.required_annotations for i in s.query(RankingItem)]
+    assert set(needs) == {1, 4} and needs.count(4) == round(len(needs) / 2)
+
+
 def test_bad_config_is_one_line_error(db_url, capsys, tmp_path):
     assert main(["annotate", "--build-only", "k=9"]) == 2
     assert "k: must be between 2 and 8" in capsys.readouterr().err
@@ -29,6 +39,10 @@ def test_bad_config_is_one_line_error(db_url, capsys, tmp_path):
     assert "selection_policy" in capsys.readouterr().err
     assert main(["annotate", "--build-only", f"guidelines_file={tmp_path / 'missing.md'}"]) == 2
     assert "guidelines_file: no such file" in capsys.readouterr().err
+    assert main(["annotate", "--build-only", "overlap_share=2"]) == 2
+    assert "overlap_share: must be from 0 to 1" in capsys.readouterr().err
+    assert main(["annotate", "--build-only", "overlap_annotations=1"]) == 2
+    assert "overlap_annotations: must be >= 2" in capsys.readouterr().err
 
 
 def test_registering_the_commands_imports_nothing_heavy():
@@ -51,3 +65,30 @@ def test_busy_port_is_one_line_error(db_url, capsys):
         port = taken.getsockname()[1]
         assert main(["annotate", "--no-build", "--port", str(port)]) == 2
     assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_serving_prints_the_url_and_no_share_link_advice(db_url, tmp_path):
+    """`codealign annotate` as a user runs it: its log names the URL, never Gradio's `share=True` hint."""
+    import os
+    import selectors
+    import time
+
+    from annotation_ui.sample_data import free_port
+
+    port = free_port()
+    env = {**os.environ, "CODEALIGN_DB_URL": db_url, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "alignment.cli", "annotate", "--no-build", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    log = ""
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 120  # a generous cap against a hang, not a timing assertion
+        while "serving on" not in log and proc.poll() is None and time.monotonic() < deadline:
+            if selector.select(timeout=1):
+                log += proc.stdout.readline()
+    finally:
+        proc.terminate()
+        log += proc.communicate(timeout=60)[0]
+    assert f"serving on http://127.0.0.1:{port}/" in log, log
+    assert "share=True" not in log and "public link" not in log, log

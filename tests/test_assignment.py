@@ -113,6 +113,74 @@ def test_build_items_filters_by_split_and_rejects_bad_arguments(db_url):
             build(s, policy="reward_uncertainty")
 
 
+def _rank_everything(s, users) -> None:
+    """Each user, in turn, claims and ranks items until nothing is left for anyone (the service layer)."""
+    progressing = True
+    while progressing:
+        progressing = False
+        for user in users:
+            view = claim_next(s, user, claim_ttl_minutes=TTL)
+            if view is not None:
+                submit_ranking(s, user, view.assignment_id, list(range(1, len(view.completions) + 1)))
+                progressing = True
+
+
+def test_overlap_share_lets_two_annotators_share_items_and_agreement_appear(db_url):
+    from annotation_ui.quality import quality_report
+
+    with session_scope(db_url) as s:
+        for t in range(10):
+            add_task(s, f"t{t}", ["passed", "failed"])
+        assert build(s, required=1, overlap_share=0.3, overlap_annotations=2) == 10
+        needs = sorted(i.required_annotations for i in s.query(RankingItem))
+        assert needs == [1] * 7 + [2] * 3  # a seeded share, the rest as asked
+        _rank_everything(s, make_users(s, "ann", "bob"))
+        agreement = quality_report(s).agreement
+        assert agreement.shared_items == 3 and agreement.mean_tau_b is not None
+
+
+def test_without_overlap_two_annotators_never_share_an_item(db_url):
+    from annotation_ui.quality import quality_report
+
+    with session_scope(db_url) as s:
+        for t in range(4):
+            add_task(s, f"t{t}", ["passed", "failed"])
+        build(s, required=1)
+        _rank_everything(s, make_users(s, "ann", "bob"))
+        assert quality_report(s).agreement.shared_items == 0
+
+
+def test_overlap_is_deterministic_and_leaves_the_items_as_they_were(db_url):
+    def items(overlap_share):
+        with session_scope(db_url) as s:
+            s.query(RankingItem).delete()
+            build(s, required=1, overlap_share=overlap_share)
+            rows = s.query(RankingItem).order_by(RankingItem.id).all()
+            return [(tuple(i.completion_ids), i.priority, i.required_annotations) for i in rows]
+
+    with session_scope(db_url) as s:
+        for t in range(8):
+            add_task(s, f"t{t}", ["passed", "failed", "passed", "failed"])
+    plain, first, again = items(0.0), items(0.25), items(0.25)
+    assert first == again and [r[:2] for r in first] == [r[:2] for r in plain]
+    assert sorted(r[2] for r in first) == [1] * 12 + [3] * 4  # default overlap_annotations=3
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"overlap_share": 1.5}, "overlap_share: must be a number from 0 to 1"),
+        ({"overlap_share": -0.1}, "overlap_share"),
+        ({"overlap_share": "half"}, "overlap_share"),
+        ({"overlap_annotations": 1}, "overlap_annotations: must be an integer >= 2"),
+        ({"overlap_annotations": 2.5}, "overlap_annotations"),
+    ],
+)
+def test_bad_overlap_arguments_are_one_line_errors(db_url, kw, message):
+    with session_scope(db_url) as s, pytest.raises(UserError, match=message):
+        build(s, **kw)
+
+
 def test_reward_uncertainty_puts_close_scores_first(db_url):
     with session_scope(db_url) as s:
         add_task(s, "t", ["passed"] * 4)

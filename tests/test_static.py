@@ -13,7 +13,7 @@ def test_clean_code_scores_one_everywhere():
     r = analyze(CLEAN)
     assert r.syntax_ok and r.scores == {"syntax": 1.0, "lint": 1.0, "complexity": 1.0, "security": 1.0}
     assert r.findings["ruff"] == [] and r.findings["bandit"] == []
-    assert r.findings["radon"] == [{"name": "add", "line": 1, "complexity": 1}]
+    assert r.findings["radon"] == [{"name": "add", "line": 1, "endline": 3, "complexity": 1}]
 
 
 def test_syntax_error_zeroes_every_score():

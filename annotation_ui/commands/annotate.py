@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from alignment.config import add_overrides
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML for AnnotateConfig (e.g. configs/annotate.yaml)")
@@ -19,7 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--build-only", action="store_true", help="create ranking items and exit")
     mode.add_argument("--no-build", action="store_true", help="serve without creating new items")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    add_overrides(parser)
     parser.set_defaults(func=_annotate)
 
 
@@ -39,6 +41,8 @@ def _annotate(args) -> int:
                 k=cfg.k,
                 policy=cfg.selection_policy,
                 required_annotations=cfg.required_annotations,
+                overlap_share=cfg.overlap_share,
+                overlap_annotations=cfg.overlap_annotations,
                 seed=cfg.seed,
                 source=cfg.source,
                 split=cfg.split,

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 
+from alignment.config import add_overrides
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", default=None, help="YAML for AnnotateConfig (arena_split, bootstrap_rounds)"
     )
     parser.add_argument("--png", default="arena_leaderboard.png", help="where to write the plot")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    add_overrides(parser)
     parser.set_defaults(func=_compare)
 
 

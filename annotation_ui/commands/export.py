@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from alignment.config import add_overrides
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="export_command", metavar="WHAT", required=True)
@@ -19,9 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     prefs.add_argument(
         "--config", default=None, help="YAML for ExportConfig (configs/export_preferences.yaml)"
     )
-    prefs.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="e.g. consensus=mean_rank min_annotators=2"
-    )
+    add_overrides(prefs, "e.g. consensus=mean_rank min_annotators=2")
     prefs.set_defaults(func=_export_preferences)
 
 
