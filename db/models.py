@@ -282,7 +282,11 @@ class ArenaVote(_Provenance, Base):
 
 
 class EvalResult(_Provenance, Base):
-    """pass@k of one policy on one dataset split (``codealign eval --policy``)."""
+    """pass@k of one policy on one dataset split (``codealign eval --policy``).
+
+    A result's *setup* is dataset, split, ``n_samples``, ``num_tasks``, the sampling parameters and the k
+    set; only results of one setup are comparable (the report never mixes them).
+    """
 
     __tablename__ = "eval_results"
 
@@ -295,3 +299,6 @@ class EvalResult(_Provenance, Base):
     pass_at_k: Mapped[dict[str, Any]] = mapped_column(default=dict, nullable=False)  # {"pass@1": 0.31, ...}
     samples_path: Mapped[str | None] = mapped_column(Text)
     num_tasks: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # task_id -> [n, c] (samples, correct): the report's bootstrap intervals resample tasks from these.
+    # None in rows stored before revision 0003.
+    per_task: Mapped[dict[str, Any] | None] = mapped_column(JSON)
