@@ -14,6 +14,11 @@ same gain, so compare against it before crediting the preference term.
 
 The model is handed to TRL as a *path*, so TRL builds the frozen reference model from the same checkpoint
 (also under ZeRO-3). ``precompute_ref_log_probs=true`` runs the reference once over the data and frees it.
+
+Prompt and answers are tokenized apart, as SFT does (:func:`alignment.recipe.answer_ids`). TRL tokenizes
+``prompt + answer`` as one string and cuts where it diverges from the tokenized prompt; with a Python-aware
+BPE the prompt's last newline merges into the body's indentation, so TRL's pairs trained the policy on a
+prompt without its final newline — a context the sampler never shows it (TRL warned so on every run).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from dataclasses import dataclass, field
 from alignment.pairs import PairSettings, build_pairs, to_dataset
 from alignment.recipe import (
     RecipeConfig,
+    answer_ids,
     check_common,
     load_tokenizer,
     peft_config,
+    prompt_ids,
     save_final,
     train_metrics,
     trainer_args,
@@ -46,8 +53,37 @@ class DPORecipeConfig(RecipeConfig):
     pairs: PairSettings = field(default_factory=PairSettings)
 
 
+def tokenize_pairs(dataset, tokenizer, args):
+    """``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` (what TRL's preference collator reads), each part
+    tokenized on its own; pairs whose prompt alone fills ``max_length`` are dropped, as TRL does."""
+
+    def encode(row):
+        return {
+            "prompt_ids": prompt_ids(tokenizer, row["prompt"]),
+            "chosen_ids": answer_ids(tokenizer, row["chosen"]),
+            "rejected_ids": answer_ids(tokenizer, row["rejected"]),
+        }
+
+    dataset = dataset.map(encode, remove_columns=dataset.column_names)
+    if args.max_length is not None and args.truncation_mode == "keep_start":
+        dataset = dataset.filter(lambda row: len(row["prompt_ids"]) < args.max_length)
+    return dataset
+
+
+def trainer_class():
+    """TRL's ``DPOTrainer`` with its dataset preparation replaced by :func:`tokenize_pairs` (TRL 1.16 has no
+    way to pass pre-tokenized pairs: its ``_prepare_dataset`` always tokenizes the text columns)."""
+    from trl import DPOTrainer
+
+    class SeparatelyTokenizedDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return tokenize_pairs(dataset, processing_class, args)
+
+    return SeparatelyTokenizedDPOTrainer
+
+
 def train(cfg: DPORecipeConfig) -> TrainOutcome:
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     check_common(cfg)
     pairs = build_pairs(cfg.pairs)
@@ -55,7 +91,7 @@ def train(cfg: DPORecipeConfig) -> TrainOutcome:
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     args = trainer_args(cfg, DPOConfig)
     with registered_run("dpo", cfg) as run:
-        trainer = DPOTrainer(
+        trainer = trainer_class()(
             model=cfg.model_name_or_path,
             args=args,
             train_dataset=dataset,

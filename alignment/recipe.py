@@ -10,6 +10,7 @@ Heavy libraries (torch, transformers, trl, peft) are imported inside functions.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any, Literal
 
 from alignment.config import ConfigError, trl_kwargs
 from alignment.errors import UserError
+from alignment.model_dir import check_model_dir
 from alignment.tasks.spec import SPLITS, TaskSpec
 
 
@@ -41,6 +43,9 @@ class RecipeConfig:
     model_name_or_path: str = ""  # any local HF causal LM directory (the embedded tiny model by default)
     output_dir: str = ""  # final model here; checkpoint-N subdirectories for resuming
     policy_name: str | None = None  # DB name of the resulting policy (default: output_dir's last component)
+    # Stage recorded for the resulting policy (default: the recipe's own). The quickstart's control is an SFT
+    # run recorded as "control", so the report can tell it from the SFT policy it continues.
+    policy_stage: str | None = None
     seed: int = 0
     learning_rate: float = 1e-4
     num_train_epochs: float = 1.0
@@ -72,14 +77,11 @@ class RecipeConfig:
 def check_common(cfg: RecipeConfig) -> None:
     """The checks that need the final config (YAML + overrides), hence not in ``__post_init__``."""
     if not cfg.model_name_or_path:
-        raise UserError("model_name_or_path is not set (e.g. model_name_or_path=models/tiny)")
+        raise UserError("model_name_or_path is not set (e.g. model_name_or_path=runs/quickstart/base)")
     if not cfg.output_dir:
         raise UserError("output_dir is not set (e.g. output_dir=runs/dpo)")
     # Local directories only: a hub id would download weights, which this project never does implicitly.
-    if not (Path(cfg.model_name_or_path) / "config.json").is_file():
-        raise UserError(
-            f"model_name_or_path: no Hugging Face model (config.json) in {cfg.model_name_or_path}"
-        )
+    check_model_dir(cfg.model_name_or_path, "model_name_or_path")
     for target in cfg.report_to:
         if target == "mlflow" and importlib.util.find_spec("mlflow") is None:
             raise UserError("report_to: mlflow is not installed (pip install mlflow), or use tensorboard")
@@ -89,8 +91,14 @@ def trainer_args(cfg: RecipeConfig, trl_config_cls: type):
     """Build the TRL config from the fields it shares with ``cfg`` + ``trl_extra``; TRL's errors become one line."""
     kwargs = trl_kwargs(cfg, trl_config_cls)
     kwargs["output_dir"] = cfg.output_dir
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(trl_config_cls)}:
+        # transformers 5 renamed the flag and warns whenever the old name is set, which TRL's own default
+        # (True) always does; the new name set explicitly wins and keeps the old one in sync.
+        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing", False)
     if cfg.bf16 is None:
         kwargs["bf16"] = bf16_supported()
+    # TrainingArguments hides its step bar when transformers logs above WARNING, which quiet_libraries() sets.
+    kwargs.setdefault("disable_tqdm", False)
     # Without an explicit use_cpu, TrainingArguments on a GPU-less host under accelerate computes DeepSpeed's
     # batch size for world size 1, and ZeRO-3 model init then fails its batch-size check.
     kwargs.setdefault("use_cpu", not cuda_available())
@@ -135,13 +143,27 @@ def load_tokenizer(path: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise UserError(
             f"model_name_or_path: cannot load a tokenizer from {path} ({exc})".splitlines()[0]
         ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """The ids of a prompt as the sampler feeds them (alignment.generation: no special tokens added)."""
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def answer_ids(tokenizer, answer: str) -> list[int]:
+    """The ids a policy is trained to produce after a prompt: the answer tokenized on its own, then EOS.
+
+    Prompt and answer are tokenized apart, never as one string: a Python-aware BPE merges the prompt's final
+    newline with the body's indentation (``"\n    "``), so jointly tokenized training data would never show
+    the token boundary that generation starts from (prompt tokens, then new tokens)."""
+    return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
 def save_final(trainer, cfg: RecipeConfig, tokenizer, auto_model_cls: str = "AutoModelForCausalLM") -> None:

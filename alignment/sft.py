@@ -2,7 +2,7 @@
 
 Examples::
 
-    codealign train sft --config configs/sft.yaml model_name_or_path=models/tiny output_dir=runs/sft
+    codealign train sft --config configs/sft.yaml model_name_or_path=runs/quickstart/base output_dir=runs/sft
     codealign train sft --config configs/sft.yaml tasks.load_from=generator num_train_epochs=1
     codealign train sft --config configs/sft.yaml lora.enabled=true model_name_or_path=~/Qwen2.5-Coder-0.5B
 
@@ -22,10 +22,12 @@ from alignment.errors import UserError
 from alignment.recipe import (
     RecipeConfig,
     TaskSelection,
+    answer_ids,
     check_common,
     load_tasks,
     load_tokenizer,
     peft_config,
+    prompt_ids,
     save_final,
     train_metrics,
     trainer_args,
@@ -62,11 +64,9 @@ def tokenize_separately(dataset, tokenizer):
     """``input_ids`` = prompt ids + completion ids + EOS; ``completion_mask`` marks the trained tokens."""
 
     def encode(row):
-        # no special tokens: exactly the ids the sampler (alignment.generation) and TRL's GRPO feed the model
-        prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
-        completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [
-            tokenizer.eos_token_id
-        ]
+        # exactly the ids the sampler (alignment.generation) and TRL's GRPO feed the model
+        prompt = prompt_ids(tokenizer, row["prompt"])
+        completion = answer_ids(tokenizer, row["completion"])
         return {
             "input_ids": prompt + completion,
             "completion_mask": [0] * len(prompt) + [1] * len(completion),

@@ -133,3 +133,30 @@ def test_killed_run_resumes_from_its_last_checkpoint(db_url, tiny_model_dir, tmp
     with session_scope(db_url) as s:
         run = s.scalars(select(TrainingRun)).one()
         assert (run.id, run.status, run.metrics["resumed_from"]) == (killed.id, "completed", checkpoint)
+
+
+def test_pairs_are_tokenized_as_the_sampler_sees_them(tiny_model_dir):
+    """prompt ids = the sampler's prompt ids (its final newline kept), answers on their own + EOS.
+
+    TRL tokenizes prompt + answer jointly: the BPE merges the prompt's last "\\n" into the body's indentation,
+    and the pair was trained on a prompt without it (TRL's "not a prefix" warning on every run)."""
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    from alignment.dpo import tokenize_pairs
+    from alignment.recipe import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    prompt = 'def f(x: int) -> int:\n    """Add one."""\n'
+    rows = Dataset.from_list(
+        [{"prompt": prompt, "chosen": "    return x + 1\n", "rejected": "    return x\n"}]
+    )
+    args = DPOConfig(output_dir="unused", max_length=512, report_to=[], use_cpu=True, bf16=False)
+    row = tokenize_pairs(rows, tokenizer, args)[0]
+    sampler_prompt = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert row["prompt_ids"] == sampler_prompt
+    assert tokenizer.decode(row["prompt_ids"]) == prompt
+    assert row["chosen_ids"][-1] == tokenizer.eos_token_id == row["rejected_ids"][-1]
+    assert tokenizer.decode(row["chosen_ids"][:-1]) == "    return x + 1\n"
+    joint = tokenizer(prompt + "    return x + 1\n", add_special_tokens=False)["input_ids"]
+    assert joint[: len(sampler_prompt)] != sampler_prompt  # why TRL's joint tokenization was wrong here
