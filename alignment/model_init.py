@@ -28,7 +28,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignment.config import load_config, to_dict
+from alignment.config import add_overrides, load_config, to_dict
 from alignment.errors import UserError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
@@ -204,7 +204,7 @@ def register(parser) -> None:
     init.add_argument("--output", required=True, help="directory to write the HF model + tokenizer to")
     init.add_argument("--seed", type=int, default=0)
     init.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    init.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override preset fields")
+    add_overrides(init, "override preset fields")
     init.set_defaults(func=_init_command)
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignment.config import load_config
+from alignment.config import add_overrides, load_config
 from alignment.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -65,6 +65,9 @@ class QuickstartConfig:
     eval_temperature: float = 0.8
     eval_limit: int | None = None  # first N held-out tasks only (smoke runs)
     annotate_k: int = 4  # completions per seeded ranking item (0: seed none)
+    # A share of the seeded items asks for several annotators, so agreement shows as soon as two people rank.
+    annotate_overlap_share: float = 0.25
+    annotate_overlap_annotations: int = 3
     report: bool = True
 
     def __post_init__(self) -> None:
@@ -352,7 +355,7 @@ def _control_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained:
         }
         if "learning_rate" in dpo.info:  # absent in stage records written before it was recorded
             matched["learning_rate"] = dpo.info["learning_rate"]
-    common = _common(cfg, out, "control", sft.output)
+    common = {**_common(cfg, out, "control", sft.output), "policy_stage": "control"}
     return _stage_config(
         "sft", "sft.yaml", _merge(common, {"lr_scheduler_type": "constant"}, matched, cfg.control)
     )
@@ -382,6 +385,8 @@ def _seed_items(cfg: QuickstartConfig, policy: str, db_url: str | None, actor: s
             k=cfg.annotate_k,
             policy="execution_ties_first",
             required_annotations=1,
+            overlap_share=cfg.annotate_overlap_share,
+            overlap_annotations=cfg.annotate_overlap_annotations,
             seed=cfg.seed,
             source="basic",
             split=cfg.sample_split,
@@ -429,13 +434,14 @@ def register(parser) -> None:
         "--output", help="output directory (default: the config's output_dir, runs/quickstart)"
     )
     parser.add_argument("--fresh", action="store_true", help="delete the output directory and start over")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted for stage sections)"
-    )
+    add_overrides(parser, "config overrides (dotted for stage sections)")
     parser.set_defaults(func=_command)
 
 
 def _command(args) -> int:
+    from alignment.quiet import quiet_libraries
+
+    quiet_libraries()
     overrides = list(args.overrides)
     if args.output:
         overrides.append(f"output_dir={args.output}")

@@ -2,7 +2,7 @@
 
 Examples::
 
-    codealign train reward --config configs/reward_model.yaml model_name_or_path=runs/sft output_dir=runs/rm
+    codealign train reward --config configs/reward_model.yaml model_name_or_path=runs/quickstart/sft output_dir=runs/reward
     codealign train reward --config configs/reward_model.yaml pairs.source=human pairs.human_export_dir=exports/p
     codealign train reward --config configs/reward_model.yaml lora.enabled=true   # score head in modules_to_save
 

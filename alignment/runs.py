@@ -75,25 +75,44 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
-def parent_policy_id(session, model_name_or_path: str) -> int:
-    """The policy of the starting checkpoint; registers an unknown local directory as ``external``."""
+def policy_for_checkpoint(session, model_dir: str | Path, created_by: str | None = None):
+    """The ``Policy`` row of a model directory; an unknown one is registered once, as stage ``external``.
+
+    An external policy is named by its path (relative to the working directory when inside it, e.g.
+    ``runs/quickstart/dpo``), never by its last component alone: ``dpo`` would take the name the next
+    ``train dpo`` into ``runs/dpo`` registers its own policy under.
+    """
     from sqlalchemy import select
 
     from db.models import Policy
 
-    path = (
-        str(Path(model_name_or_path).resolve()) if Path(model_name_or_path).exists() else model_name_or_path
-    )
-    policy = session.scalars(select(Policy).where(Policy.checkpoint_path == path).order_by(Policy.id)).first()
+    path = Path(model_dir).resolve() if Path(model_dir).exists() else Path(model_dir)
+    stored = str(path)
+    policy = session.scalars(
+        select(Policy).where(Policy.checkpoint_path == stored).order_by(Policy.id)
+    ).first()
     if policy is not None:
-        return policy.id
-    name = Path(path).name or path
-    if session.scalars(select(Policy).where(Policy.name == name)).first() is not None:
-        name = path[-200:]
-    policy = Policy(name=name, checkpoint_path=path, stage="external", created_by="import:" + path[-190:])
+        return policy
+    try:
+        name = str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        name = stored
+    if session.scalars(select(Policy).where(Policy.name == name[-200:])).first() is not None:
+        name = stored
+    policy = Policy(
+        name=name[-200:],
+        checkpoint_path=stored,
+        stage="external",
+        created_by=created_by or "import:" + stored[-190:],
+    )
     session.add(policy)
     session.flush()
-    return policy.id
+    return policy
+
+
+def parent_policy_id(session, model_name_or_path: str) -> int:
+    """The policy of the starting checkpoint (see :func:`policy_for_checkpoint`)."""
+    return policy_for_checkpoint(session, model_name_or_path).id
 
 
 def _check_policy_name(session, name: str, checkpoint_path: str) -> None:
@@ -121,13 +140,14 @@ class RunHandle:
     parent_policy_id: int | None = None
     resume_from: str | None = None
     db_url: str | None = None
+    policy_stage: str | None = None  # the config's override of the stage recorded for the policy
     outcome: TrainOutcome | None = field(default=None, repr=False)
 
     def complete(self, metrics: dict[str, Any], policy_stage: str | None = None) -> TrainOutcome:
         """Mark the run completed and register ``output_dir`` as a policy (main process only)."""
         policy_id = None
         if self.run_id is not None:
-            policy_id = _finish(self, metrics, policy_stage or self.stage)
+            policy_id = _finish(self, metrics, self.policy_stage or policy_stage or self.stage)
         self.outcome = TrainOutcome(
             stage=self.stage,
             output_dir=self.output_dir,
@@ -159,6 +179,7 @@ def start_run(stage: str, cfg: Any, db_url: str | None = None) -> RunHandle:
         config=to_dict(cfg),
         resume_from=last_checkpoint(output_dir) if cfg.resume else None,
         db_url=db_url,
+        policy_stage=getattr(cfg, "policy_stage", None),
     )
     if not is_main_process():
         return handle

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from alignment.errors import UserError
+from alignment.model_dir import check_model_dir
 
 TASK_CHUNK = 64  # tasks per generate call and per transaction
 
@@ -89,22 +90,15 @@ def resolve_policy(session, policy: str, created_by: str):
 
     row = session.scalars(select(Policy).where(Policy.name == policy)).first()
     if row is not None:
+        check_model_dir(row.checkpoint_path, f"--policy {policy}")  # moved or deleted since it was registered
         return row
     path = Path(policy)
-    if not (path / "config.json").is_file():
+    if not path.exists():
         raise UserError(f"--policy: '{policy}' is neither a registered policy name nor a model directory")
-    resolved = str(path.resolve())
-    row = session.scalars(
-        select(Policy).where(Policy.checkpoint_path == resolved).order_by(Policy.id)
-    ).first()
-    if row is None:
-        name = (
-            resolved if session.scalars(select(Policy).where(Policy.name == path.name)).first() else path.name
-        )
-        row = Policy(name=name[-200:], checkpoint_path=resolved, stage="external", created_by=created_by)
-        session.add(row)
-        session.flush()
-    return row
+    check_model_dir(path, "--policy")
+    from alignment.runs import policy_for_checkpoint
+
+    return policy_for_checkpoint(session, path, created_by)
 
 
 def _existing(session, task_row_ids: list[int], policy_id: int, key: str) -> dict[int, dict[int, int]]:
@@ -188,6 +182,7 @@ def sample_to_db(
                 max_new_tokens=params.max_new_tokens,
                 seed=params.seed + start,
                 batch_size=batch_size,
+                on_batch=bar.update,
             )
             for task, samples in zip(todo, texts):
                 have = done.get(task.id, {})
@@ -213,7 +208,7 @@ def sample_to_db(
         result.reused += sum(min(len(done.get(t.id, {})), k) for t in chunk) - len(new_rows)
         for task in chunk:
             result.completion_ids[task.task_id] = [done[task.id][i] for i in sorted(done[task.id]) if i < k]
-        bar.update(len(chunk) * k)
+        bar.update((len(chunk) - len(todo)) * k)  # generated ones were counted batch by batch
     bar.close()
     return result
 
@@ -240,6 +235,9 @@ def register(parser) -> None:
 
 
 def _command(args) -> int:
+    from alignment.quiet import quiet_libraries
+
+    quiet_libraries()
     params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, args.seed)
     result = sample_to_db(args.policy, args.source, args.split, args.k, params, args.limit, args.batch_size)
     print(

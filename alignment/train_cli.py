@@ -2,7 +2,7 @@
 
 Examples::
 
-    codealign train sft  --config configs/sft.yaml model_name_or_path=models/tiny output_dir=runs/sft
+    codealign train sft  --config configs/sft.yaml model_name_or_path=runs/quickstart/base output_dir=runs/sft
     codealign train dpo  --config configs/dpo.yaml model_name_or_path=runs/sft pairs.source=mixed
     codealign train grpo --config configs/grpo.yaml reward_weights=[1.0,0.2]
     codealign train dpo  --config configs/dpo.yaml --accelerate configs/accelerate/zero3.yaml --num-processes 8
@@ -39,30 +39,36 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 
+USAGE = (
+    "codealign train STAGE --config FILE.yaml [KEY=VALUE ...] [--print-config]\n"
+    "       [--accelerate CFG.yaml [--num-processes N] [--main-process-port PORT]]"
+)
+
+
 def register(parser: argparse.ArgumentParser) -> None:
-    # argparse fills positionals once, before the options; overrides written after --config FILE are
-    # therefore collected by --config itself (first value = the file).
-    parser.add_argument(
-        "words",
-        nargs="+",
-        metavar="STAGE",
-        help=f"stage: {', '.join(sorted(STAGES))} (then optional key=value)",
-    )
+    from alignment.config import add_overrides
+
+    # argparse's generated usage garbles positionals around options: say it once, by hand.
+    parser.usage = USAGE
+    parser.add_argument("stage", metavar="STAGE", help=f"stage: {', '.join(sorted(STAGES))}")
     parser.add_argument(
         "--config",
-        nargs="+",
         required=True,
-        metavar="FILE.yaml [key=value ...]",
-        help="stage config (see configs/), then config overrides (dotted keys reach nested sections)",
+        metavar="FILE.yaml",
+        help="stage config (see configs/); KEY=VALUE overrides follow (dotted keys reach nested sections)",
     )
+    add_overrides(parser)
     parser.add_argument(
         "--accelerate", metavar="CFG.yaml", help="launch through `accelerate launch` with this config"
     )
     parser.add_argument(
-        "--num-processes", type=int, help="processes for --accelerate (default: the config's)"
+        "--num-processes", type=int, metavar="N", help="processes for --accelerate (default: the config's)"
     )
     parser.add_argument(
-        "--main-process-port", type=int, help="rendezvous port for --accelerate (default 29500)"
+        "--main-process-port",
+        type=int,
+        metavar="PORT",
+        help="rendezvous port for --accelerate (default 29500)",
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as JSON and exit"
@@ -102,24 +108,35 @@ def print_outcome(outcome) -> None:
     print(json.dumps(shown, indent=2, default=str))
 
 
-def split_words(args: argparse.Namespace) -> None:
-    """Sets ``args.stage``, ``args.config`` (the file) and ``args.overrides`` from the parsed words."""
+def check_stage(stage: str) -> None:
     from alignment.errors import UserError
 
-    args.stage, args.overrides = args.words[0], args.words[1:] + args.config[1:]
-    args.config = args.config[0]
-    if args.stage not in STAGES:
-        raise UserError(f"train: unknown stage '{args.stage}' (choose from {', '.join(sorted(STAGES))})")
+    if stage not in STAGES:
+        raise UserError(f"train: unknown stage '{stage}' (choose from {', '.join(sorted(STAGES))})")
 
 
 def handle(args: argparse.Namespace) -> int:
     from alignment.config import to_dict
     from alignment.errors import UserError
+    from alignment.quiet import quiet_libraries
 
-    split_words(args)
+    quiet_libraries()
+    check_stage(args.stage)
     if (args.num_processes is not None or args.main_process_port is not None) and not args.accelerate:
         raise UserError("--num-processes and --main-process-port need --accelerate CFG.yaml")
     cfg = resolve_config(args.stage, args.config, args.overrides)  # fail fast, before any launch
+    if args.accelerate:
+        from alignment.launcher import build_command
+
+        # the accelerate file is checked now too, so --print-config is a dry run of the whole command
+        build_command(
+            args.stage,
+            args.config,
+            args.overrides,
+            args.accelerate,
+            args.num_processes,
+            args.main_process_port,
+        )
     if args.print_config:
         print(json.dumps(to_dict(cfg), indent=2, default=str))
         return 0

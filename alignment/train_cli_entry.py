@@ -13,15 +13,17 @@ from alignment.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from alignment.train_cli import print_outcome, run_stage, split_words
+    from alignment.quiet import quiet_libraries
+    from alignment.train_cli import check_stage, print_outcome, run_stage
 
+    quiet_libraries()
     parser = argparse.ArgumentParser(prog="alignment.train_cli_entry")
-    parser.add_argument("words", nargs="+")
-    parser.add_argument("--config", nargs="+", required=True)
-    args = parser.parse_args(argv)
+    parser.add_argument("stage")
+    parser.add_argument("--config", required=True)
+    args, overrides = parser.parse_known_args(argv)  # the launcher puts the KEY=VALUE overrides last
     try:
-        split_words(args)
-        print_outcome(run_stage(args.stage, args.config, args.overrides))
+        check_stage(args.stage)
+        print_outcome(run_stage(args.stage, args.config, overrides))
     except UserError as exc:
         print(f"codealign: error: {exc}", file=sys.stderr)
         return 2

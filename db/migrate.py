@@ -35,6 +35,7 @@ class SchemaState:
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> SchemaState:
+    get_engine(url, create=True)  # the one command allowed to create a SQLite file; env.py reuses this engine
     try:
         command.upgrade(alembic_config(url), revision)
     except OperationalError as exc:

