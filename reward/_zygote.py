@@ -1,7 +1,8 @@
 """Fork server of a sandbox worker: forks the child that runs each program and reports how it ended.
 
 Started once by :mod:`reward._worker` (inside the worker's namespaces and cgroup, as root) as
-``python -I -S reward/_zygote.py UID PIDS_MAX WORKDIR SITE_DIRS``; it never reads a request itself.
+``python -I -S reward/_zygote.py UID PIDS_MAX WORKDIR SITE_DIRS OOM_ADJUST``, in full isolation inside
+bubblewrap (see :mod:`reward._isolation`); it never reads a request itself.
 
 Why a process of its own: a fork write-protects every page of the forking process, so the worker, which
 decodes requests, compiles and judges between forks, paid a copy-on-write fault for each page it touched
@@ -25,7 +26,7 @@ import sys
 
 # Run as a script with -I (no script directory on sys.path): make the `reward` package importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from reward import _harness
+from reward import _harness, _integrity
 
 del sys.path[0]  # programs do not get our source tree on their path
 PACKAGE_FD = 5
@@ -55,7 +56,7 @@ def _vm_bytes() -> int:
 
 
 def main() -> None:
-    uid, pids_max, workdir, site_dirs = sys.argv[1:5]
+    uid, pids_max, workdir, site_dirs, oom_adjust = sys.argv[1:6]
     # Started with -S (no site: its .pth hooks import a dozen modules every fork would copy); programs still
     # see the site-packages directories the pool passed.
     sys.path.extend(p for p in site_dirs.split(os.pathsep) if p and p not in sys.path)
@@ -70,9 +71,12 @@ def main() -> None:
         "workdir": workdir,
         "clean_builtins": dict(builtins.__dict__),  # what tests see, whatever the program rebinds
         "vm_bytes": _vm_bytes(),
+        "oom_adjust": oom_adjust == "1",
     }
     os.close(PACKAGE_FD)
     _harness.prepare_fork_server(state)
+    state["pristine"] = _integrity.snapshot()  # last: modules and types exactly as every run starts
+    state["vm_bytes"] = _vm_bytes()
     gc.freeze()  # keep forked children from copying pages just to update GC bookkeeping
     read, write, fork, waitpid, exit_now = os.read, os.write, os.fork, os.waitpid, os._exit
     write(STATUS_FD, b"R")

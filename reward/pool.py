@@ -1,7 +1,8 @@
 """A warm pool of sandbox workers (:mod:`reward._worker`) and the batch API on top of it.
 
 ``run_batch([(program, tests), ...], timeout_s=..., memory_mb=...)`` returns one
-:class:`~reward.execution.ExecutionResult` per request, in order. Each worker is a fresh ``python -I``
+:class:`~reward.execution.ExecutionResult` per request, in order; a request may be
+``(prompt + completion, tests, prompt)`` so that the tests use the prompt's own definitions. Each worker is a fresh ``python -I``
 process that isolated itself once and forks one child per program; the pool feeds workers from threads.
 
 Guarantees: results come back in request order; a worker that dies or stops answering is killed (with
@@ -34,7 +35,7 @@ from reward.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, ExecutionResu
 log = logging.getLogger(__name__)
 
 WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
-CGROUP_PARENT = "/sys/fs/cgroup/pids/codealign"
+CGROUP_PARENTS = ("/sys/fs/cgroup/pids/codealign", "/sys/fs/cgroup/memory/codealign")
 START_TIMEOUT_S = 30.0
 GRACE_S = 5.0  # a worker that overruns a request's own deadline by this much is considered hung
 UID_BASE = 200_000  # each worker runs programs as its own uid; far above real users
@@ -142,12 +143,13 @@ class _Worker:
             except OSError:
                 pass
         _remove_cgroup(self.info.get("cgroup"))
+        _remove_cgroup(self.info.get("memory_cgroup"))
         self.proc = None
 
 
 def _remove_cgroup(path: str | None) -> None:
     """Kill whatever a dead worker left in its cgroup, then remove the cgroup."""
-    if not path or not path.startswith(CGROUP_PARENT):
+    if not path or not path.startswith(CGROUP_PARENTS):
         return
     from reward._isolation import kill_cgroup
 
@@ -160,13 +162,14 @@ def _remove_cgroup(path: str | None) -> None:
 
 def _remove_stale_cgroups() -> None:
     """Cgroups of workers whose process is gone (a crashed pool) are removed at the next start."""
-    try:
-        entries = os.listdir(CGROUP_PARENT)
-    except OSError:
-        return
-    for name in entries:
-        if name.startswith("w") and name[1:].isdigit() and not Path(f"/proc/{name[1:]}").exists():
-            _remove_cgroup(os.path.join(CGROUP_PARENT, name))
+    for parent in CGROUP_PARENTS:
+        try:
+            entries = os.listdir(parent)
+        except OSError:
+            continue
+        for name in entries:
+            if name.startswith("w") and name[1:].isdigit() and not Path(f"/proc/{name[1:]}").exists():
+                _remove_cgroup(os.path.join(parent, name))
 
 
 _uid_counter = itertools.count()
@@ -182,8 +185,8 @@ def _next_uid() -> int:
 class SandboxPool:
     """``workers`` warm sandbox processes (default: CPU count + 1, so one is always forking).
 
-    ``isolate=False`` forces the degraded mode; ``cgroup=False`` skips the pids cgroup (the fallback used on
-    hosts without the cgroup v1 pids controller: RLIMIT_NPROC and kill-by-uid).
+    ``isolate=False`` forces the degraded mode; ``cgroup=False`` skips the pids and memory cgroups (the
+    fallback used on hosts without cgroup v1 controllers: RLIMIT_NPROC, RLIMIT_AS and kill-by-uid).
     """
 
     def __init__(
@@ -262,7 +265,7 @@ class SandboxPool:
     # ------------------------------------------------------------------ work
     def run_batch(
         self,
-        requests: Sequence[tuple[str, Sequence[str]]],
+        requests: Sequence[tuple[str, Sequence[str]] | tuple[str, Sequence[str], str | None]],
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         memory_mb: int = DEFAULT_MEMORY_MB,
@@ -272,6 +275,10 @@ class SandboxPool:
         dedupe: bool = True,
     ) -> list[ExecutionResult]:
         """Execute ``(program, tests)`` pairs; results in request order. ``on_result(i, r)`` as each finishes.
+
+        A request may carry the task's prompt as a third element, ``(prompt + completion, tests, prompt)``:
+        the tests then take every name the prompt defines from a run of the prompt alone, and only its
+        entry point (the prompt's last ``def``/``class``) from the program (see :mod:`reward._integrity`).
 
         With ``dedupe`` identical requests in the batch run once and share the outcome (GRPO groups often
         repeat a completion); a program whose verdict depends on chance then gets one draw for all copies.
@@ -286,11 +293,12 @@ class SandboxPool:
             "fail_fast": fail_fast,
             "batch_timeout_s": batch_timeout_s,
         }
+        requests = [_request(r) for r in requests]
         if not dedupe:
             return self._run(requests, on_result=on_result, **limits)
         groups: dict[tuple, list[int]] = {}
-        for index, (program, tests) in enumerate(requests):
-            groups.setdefault((program, tuple(tests)), []).append(index)
+        for index, request in enumerate(requests):
+            groups.setdefault(request, []).append(index)
         unique = list(groups)
         members = list(groups.values())
 
@@ -300,7 +308,7 @@ class SandboxPool:
                     on_result(index, result)
 
         results: list[ExecutionResult | None] = [None] * len(requests)
-        for j, result in enumerate(self._run([(p, list(t)) for p, t in unique], on_result=fan_out, **limits)):
+        for j, result in enumerate(self._run(unique, on_result=fan_out, **limits)):
             for index in members[j]:
                 results[index] = dataclasses.replace(result)
         return results
@@ -324,7 +332,7 @@ class SandboxPool:
                     index = next(next_index, None)
                 if index is None:
                     return
-                program, tests = requests[index]
+                program, tests, prompt = requests[index]
                 tests = list(tests)
                 now = time.monotonic()
                 if batch_deadline is not None and now >= batch_deadline:
@@ -339,6 +347,7 @@ class SandboxPool:
                         "id": index,
                         "program": program,
                         "tests": tests,
+                        "prompt": prompt,
                         "timeout_s": timeout_s,
                         "memory_mb": memory_mb,
                         "fail_fast": fail_fast,
@@ -374,6 +383,12 @@ class SandboxPool:
             else ExecutionResult.sandbox_error("no sandbox worker available", len(requests[i][1]))
             for i, r in enumerate(results)
         ]
+
+
+def _request(request: Sequence) -> tuple[str, tuple[str, ...], str | None]:
+    """``(program, tests)`` or ``(program, tests, prompt)`` as one hashable form."""
+    program, tests, *rest = request
+    return program, tuple(tests), (rest[0] if rest else None)
 
 
 _shared: SandboxPool | None = None

@@ -171,6 +171,20 @@ def test_degraded_isolation_is_explicit():
     assert (r.verdict, r.isolation) == ("passed", "partial")
 
 
+def test_without_bubblewrap_isolation_is_partial_and_says_why(monkeypatch):
+    from reward import _isolation
+
+    monkeypatch.setattr(_isolation, "BWRAP", "/nonexistent/bwrap")
+    state = _isolation.setup({"isolate": True, "uid": 200_000})
+    try:
+        assert state["isolation"] == "partial"
+        expected = "bubblewrap is not installed" if os.geteuid() == 0 else "not running as root"
+        assert any(expected in note for note in state["notes"]), state["notes"]
+    finally:
+        os.rmdir(state["tmp_root"])
+        _isolation._libc.prctl(_isolation.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)  # setup made us a subreaper
+
+
 def test_degraded_mode_survives_a_program_killing_the_fork_server():
     # Without the uid drop a program may signal its parent, the fork server: that run is our failure to
     # isolate (sandbox_error, never a verdict on the program) and the next run gets a fresh server.
@@ -182,13 +196,25 @@ def test_degraded_mode_survives_a_program_killing_the_fork_server():
     assert second.verdict == "passed"
 
 
+DAEMON_WRITING_ITS_PID = (
+    "import os, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    open('daemon.pid.tmp', 'w').write(str(os.getpid()))\n"
+    "    os.rename('daemon.pid.tmp', 'daemon.pid')\n"
+    "    time.sleep(60)\n"
+)
+
+
 def test_degraded_mode_still_kills_background_daemons():
-    program = "import os, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n    time.sleep(60)\n"
-    program += "    os._exit(0)\n"
-    program += "print(pid)\n" + ADD
+    from test_sandbox_hostile import CHILD_INTERPRETER
+
+    program = CHILD_INTERPRETER + f"wait(spawn({DAEMON_WRITING_ITS_PID!r}))\n"
+    program += "import time\nwhile not os.path.exists('daemon.pid'):\n    time.sleep(0.01)\n"
+    program += "print(open('daemon.pid').read())\n" + ADD
     with SandboxPool(1, isolate=False) as pool:
         r = pool.run_batch([(program, ["assert add(1, 1) == 2"])], timeout_s=2.0)[0]
-    assert r.verdict == "passed"
+    assert r.verdict == "passed", r
     daemon = Path(f"/proc/{int(r.output.split()[0])}/status")
     assert not daemon.exists() or "zombie" in daemon.read_text()
 
