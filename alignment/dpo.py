@@ -7,8 +7,8 @@ Examples::
     codealign train dpo --config configs/dpo.yaml loss_type=[sigmoid] loss_weights=null   # pure DPO
     codealign train dpo --config configs/dpo.yaml --accelerate configs/accelerate/zero3.yaml --num-processes 2
 
-``loss_type``/``loss_weights`` pass through to TRL. The shipped config uses ``["sigmoid", "sft"]``: GUIDE §10
-measured pure sigmoid DPO collapsing at higher learning rates while the NLL ("sft") term on the chosen
+``loss_type``/``loss_weights`` pass through to TRL. The shipped config uses ``["sigmoid", "sft"]``: docs/pipeline.md
+(*Design measurements*) records pure sigmoid DPO collapsing at higher learning rates while the NLL ("sft") term on the chosen
 answers kept it stable — and NLL alone (``loss_type=[sft]``, rejection-sampling fine-tuning) gave about the
 same gain, so compare against it before crediting the preference term.
 
@@ -82,15 +82,15 @@ def trainer_class():
     return SeparatelyTokenizedDPOTrainer
 
 
-def train(cfg: DPORecipeConfig) -> TrainOutcome:
+def train(cfg: DPORecipeConfig, db) -> TrainOutcome:
     from trl import DPOConfig
 
     check_common(cfg)
-    pairs = build_pairs(cfg.pairs)
+    pairs = build_pairs(cfg.pairs, db)
     dataset = to_dataset(pairs).remove_columns("margin")
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     args = trainer_args(cfg, DPOConfig)
-    with registered_run("dpo", cfg) as run:
+    with registered_run("dpo", cfg, db) as run:
         trainer = trainer_class()(
             model=cfg.model_name_or_path,
             args=args,
@@ -105,4 +105,4 @@ def train(cfg: DPORecipeConfig) -> TrainOutcome:
             "num_pairs": len(pairs),
             "pair_sources": sorted({p.source for p in pairs}),
         }
-        return run.complete(metrics, policy_stage="dpo")
+        return run.complete(metrics)

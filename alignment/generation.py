@@ -18,14 +18,62 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codealign.errors import UserError
+
 
 @dataclass(frozen=True)
-class Rollout:
+class SamplingParams:
+    """How completions are drawn: the one set of sampling defaults (``sample``, ``eval``, the quickstart, and
+    :func:`generate`'s keyword defaults are these). ``temperature=0`` is greedy."""
+
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be positive, got {self.max_new_tokens}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def greedy(cls, max_new_tokens: int | None = None) -> SamplingParams:
+        return cls(temperature=0.0, max_new_tokens=max_new_tokens or cls.max_new_tokens)
+
+    def stored(self, policy_run_id: int | None = None) -> dict[str, Any]:
+        """What a Completion row records: the parameters, plus the training run of the weights sampled."""
+        return {**self.as_dict(), **({"policy_run_id": policy_run_id} if policy_run_id is not None else {})}
+
+    def key_for(self, policy_run_id: int | None = None) -> str:
+        return hashlib.sha256(json.dumps(self.stored(policy_run_id), sort_keys=True).encode()).hexdigest()[
+            :16
+        ]
+
+    @property
+    def key(self) -> str:
+        return self.key_for(None)
+
+
+@dataclass(frozen=True)
+class SampledCompletion:
     """One sampled completion. ``token_ids`` are the completion's tokens up to the cut (EOS included if it
     ended on EOS); ``finished`` is False when ``max_new_tokens`` ran out before the body ended."""
 
@@ -58,7 +106,7 @@ def load_policy(policy: str | Path | tuple[Any, Any]) -> tuple[Any, Any]:
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from alignment.errors import UserError
+        from codealign.errors import UserError
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(policy)
@@ -140,13 +188,13 @@ def generate_rollouts(
     policy: str | Path | tuple[Any, Any],
     prompts: list[str],
     n: int = 1,
-    temperature: float = 0.8,
-    top_p: float = 1.0,
-    max_new_tokens: int = 128,
-    seed: int = 0,
+    temperature: float = SamplingParams.temperature,
+    top_p: float = SamplingParams.top_p,
+    max_new_tokens: int = SamplingParams.max_new_tokens,
+    seed: int = SamplingParams.seed,
     batch_size: int = 32,
     on_batch: Callable[[int], None] | None = None,
-) -> list[list[Rollout]]:
+) -> list[list[SampledCompletion]]:
     """``n`` rollouts per prompt (``result[i][j]``: sample j of prompt i). ``temperature=0`` is greedy.
 
     ``on_batch(count)`` is called after each generate call with the number of sequences it produced (progress
@@ -164,7 +212,7 @@ def generate_rollouts(
     jobs = sorted(
         ((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda ij: (lengths[ij[0]], ij)
     )
-    results: list[list[Rollout | None]] = [[None] * n for _ in prompts]
+    results: list[list[SampledCompletion | None]] = [[None] * n for _ in prompts]
     sampling = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p}
         if temperature > 0
@@ -190,7 +238,7 @@ def generate_rollouts(
             texts = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
             for (i, j), ids, text in zip(batch, new_ids, texts):
                 ids = [t for t in ids if t != tokenizer.pad_token_id or t == eos_id]
-                results[i][j] = Rollout(*_cut_tokens(tokenizer, ids, text, eos_id))
+                results[i][j] = SampledCompletion(*_cut_tokens(tokenizer, ids, text, eos_id))
             if on_batch is not None:
                 on_batch(len(batch))
     finally:
@@ -202,10 +250,10 @@ def generate(
     policy: str | Path | tuple[Any, Any],
     prompts: list[str],
     n: int = 1,
-    temperature: float = 0.8,
-    top_p: float = 1.0,
-    max_new_tokens: int = 128,
-    seed: int = 0,
+    temperature: float = SamplingParams.temperature,
+    top_p: float = SamplingParams.top_p,
+    max_new_tokens: int = SamplingParams.max_new_tokens,
+    seed: int = SamplingParams.seed,
     batch_size: int = 32,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[list[str]]:

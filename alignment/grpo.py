@@ -7,7 +7,7 @@ Examples::
         reward_weights=[1.0,0.2,0.5] reward_model_path=runs/reward
     codealign train grpo --config configs/grpo.yaml reward_funcs=[mypkg.rewards:brevity]   # your own callable
 
-Prompts come from the ``pool`` split by default (prompts + tests, no reference: GUIDE §10 found RL prompts
+Prompts come from the ``pool`` split by default (prompts + tests, no reference: docs/pipeline.md: RL prompts
 must come from where the policy is weak). The dataset keeps ``tests``, ``entry_point`` and ``task_id``
 columns, which TRL hands to every reward function as keyword arguments — that is how the execution reward
 knows what to run.
@@ -21,7 +21,7 @@ Reward names (``reward_funcs``), each a TRL reward function logged under its own
   with ``reward_model_path`` set, the reward model joins with its ``learned_weight``);
 * ``package.module:function``: any callable ``fn(prompts, completions, **columns) -> list[float | None]``.
 
-``reward_config`` is a ``reward.rewards.RewardConfig`` YAML (shaping, sandbox limits; e.g.
+``reward_config`` is a ``reward.rewards.RewardFunctionConfig`` YAML (shaping, sandbox limits; e.g.
 ``configs/reward_weights.yaml``); unset = its defaults.
 """
 
@@ -31,13 +31,9 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from alignment.config import ConfigError
-from alignment.errors import UserError
 from alignment.recipe import (
     RecipeConfig,
-    TaskSelection,
     check_common,
-    load_tasks,
     load_tokenizer,
     peft_config,
     save_final,
@@ -45,6 +41,9 @@ from alignment.recipe import (
     trainer_args,
 )
 from alignment.runs import TrainOutcome, registered_run
+from codealign.config import ConfigError
+from codealign.errors import UserError
+from db.tasks import TaskSelection, load_tasks
 
 ENGINE_REWARDS = ("execution", "static", "combined")
 
@@ -69,7 +68,9 @@ class GRPORecipeConfig(RecipeConfig):
     reward_funcs: list[str] = field(default_factory=lambda: ["execution", "static"])
     reward_weights: list[float] | None = None  # one per reward_funcs entry; None = all 1.0
     reward_model_path: str | None = None  # needed by the reward_model reward (optional for combined)
-    reward_config: str | None = None  # reward.rewards.RewardConfig YAML (shaping, timeouts); None = defaults
+    reward_config: str | None = (
+        None  # reward.rewards.RewardFunctionConfig YAML (shaping, timeouts); None = defaults
+    )
     tasks: PromptSelection = field(default_factory=PromptSelection)
 
     def __post_init__(self) -> None:
@@ -87,10 +88,10 @@ class GRPORecipeConfig(RecipeConfig):
 def engine_reward(name: str, cfg: GRPORecipeConfig) -> Callable:
     from dataclasses import replace
 
-    from alignment.config import load_config
-    from reward.rewards import RewardConfig, execution_reward, make_combined_reward, static_reward
+    from codealign.config import load_config
+    from reward.rewards import RewardFunctionConfig, execution_reward, make_combined_reward, static_reward
 
-    reward_cfg = load_config(RewardConfig, cfg.reward_config)
+    reward_cfg = load_config(RewardFunctionConfig, cfg.reward_config)
     if name == "combined":
         scorer = reward_model_scorer(cfg) if cfg.reward_model_path else None
         return make_combined_reward(reward_cfg, scorer=scorer)
@@ -127,10 +128,10 @@ def resolve_reward(name: str, cfg: GRPORecipeConfig) -> Callable:
     return fn
 
 
-def build_dataset(cfg: GRPORecipeConfig):
+def build_dataset(cfg: GRPORecipeConfig, db):
     from datasets import Dataset
 
-    specs = load_tasks(cfg.tasks)
+    specs = load_tasks(cfg.tasks, db)
     return Dataset.from_list(
         [
             {"prompt": t.prompt, "tests": list(t.tests), "entry_point": t.entry_point, "task_id": t.task_id}
@@ -151,16 +152,16 @@ def completions_sampled(global_step: int, args) -> int:
     return -(-micro_batches // every) * args.generation_batch_size
 
 
-def train(cfg: GRPORecipeConfig) -> TrainOutcome:
+def train(cfg: GRPORecipeConfig, db) -> TrainOutcome:
     from trl import GRPOConfig, GRPOTrainer
 
     check_common(cfg)
-    dataset = build_dataset(cfg)
+    dataset = build_dataset(cfg, db)
     reward_funcs = [resolve_reward(name, cfg) for name in cfg.reward_funcs]
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     tokenizer.padding_side = "left"  # generation pads on the left
     args = trainer_args(cfg, GRPOConfig)
-    with registered_run("grpo", cfg) as run:
+    with registered_run("grpo", cfg, db) as run:
         trainer = GRPOTrainer(
             model=cfg.model_name_or_path,
             reward_funcs=reward_funcs,
@@ -181,4 +182,4 @@ def train(cfg: GRPORecipeConfig) -> TrainOutcome:
         for entry in metrics["log_history"]:
             if "step" in entry:
                 entry["num_completions"] = completions_sampled(entry["step"], trainer.args)
-        return run.complete(metrics, policy_stage="grpo")
+        return run.complete(metrics)

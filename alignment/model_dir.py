@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 
 # The weight files transformers' from_pretrained looks for (transformers.utils SAFE_WEIGHTS_NAME & co.).
 WEIGHT_FILES = (

@@ -28,10 +28,9 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignment.config import add_overrides, load_config, to_dict
-from alignment.errors import UserError
+from codealign.config import load_config, shipped_configs, to_dict
+from codealign.errors import UserError
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
 # Newline + indentation first, then identifiers, 1-3 digit numbers, docstring quotes and multi-char operators,
@@ -68,14 +67,14 @@ class ModelPreset:
 
 
 def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in (shipped_configs() / "model").glob("*.yaml"))
 
 
 def load_preset(preset: str, overrides: list[str] | None = None) -> ModelPreset:
     """``preset`` is a name under ``configs/model/`` or a path to a YAML file."""
     path = Path(preset)
     if path.suffix not in (".yaml", ".yml"):
-        path = PRESET_DIR / f"{preset}.yaml"
+        path = shipped_configs() / "model" / f"{preset}.yaml"
         if not path.is_file():
             raise UserError(f"unknown model preset '{preset}' (available: {', '.join(available_presets())})")
     return load_config(ModelPreset, path, overrides)
@@ -84,7 +83,7 @@ def load_preset(preset: str, overrides: list[str] | None = None) -> ModelPreset:
 # ------------------------------------------------------------------------------------------ corpus
 def tokenizer_corpus(cfg: ModelPreset, seed: int = 0) -> list[str]:
     """Suite train programs, then stdlib sources (sorted, so the same machine gives the same corpus)."""
-    from alignment.tasks.basic import generate_suite
+    from codealign.tasks.basic import generate_suite
 
     train = [t for t in generate_suite(seed) if t.split == "train"]
     if cfg.suite_max_tasks:
@@ -192,24 +191,3 @@ def init_model(
     meta = {"preset": preset, "seed": seed, "config": to_dict(cfg), "parameters": model.num_parameters()}
     (output_dir / "codealign_model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return output_dir
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def register(parser) -> None:
-    sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
-    init = sub.add_parser("init", help="train the tokenizer and build the random-init embedded model")
-    init.add_argument(
-        "--preset", default="tiny", help="name under configs/model/ or a YAML path (default: tiny)"
-    )
-    init.add_argument("--output", required=True, help="directory to write the HF model + tokenizer to")
-    init.add_argument("--seed", type=int, default=0)
-    init.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    add_overrides(init, "override preset fields")
-    init.set_defaults(func=_init_command)
-
-
-def _init_command(args) -> int:
-    path = init_model(args.output, args.preset, args.seed, args.overrides, args.overwrite)
-    meta = json.loads((path / "codealign_model.json").read_text())
-    print(f"model '{args.preset}' ({meta['parameters'] / 1e6:.2f}M parameters) written to {path}")
-    return 0

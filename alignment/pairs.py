@@ -3,7 +3,7 @@
 Three sources (``PairSettings.source``):
 
 * ``execution``: completions of one task ranked by their share of passing tests (the ``executions`` rows
-  ``codealign score`` wrote). AceCoder's filter (GUIDE §2): chosen passes >= ``min_chosen_pass``, the gap is
+  ``codealign score`` wrote). AceCoder's filter (Zeng et al. 2025): chosen passes >= ``min_chosen_pass``, the gap is
   >= ``min_gap``, and the rejected one passes something (> 0) unless ``rejected_may_fail_all``. The margin is
   the pass-rate gap.
 * ``human``: annotator rankings. From the DB through the annotation export's own rules
@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from alignment.config import ConfigError
-from alignment.errors import UserError
+from codealign.config import ConfigError
+from codealign.errors import UserError
+from reward.execution import pass_ratio
 
 
 @dataclass
@@ -66,13 +67,7 @@ class ScoredCompletion:
     """One completion of a task with its pass rate (tests passed / tests run)."""
 
     text: str
-    pass_rate: float
-
-
-def pass_rate(tests_passed: int, tests_total: int, verdict: str) -> float:
-    if verdict == "passed":
-        return 1.0
-    return tests_passed / tests_total if tests_total else 0.0
+    pass_ratio: float
 
 
 def execution_pairs_for_task(
@@ -83,7 +78,7 @@ def execution_pairs_for_task(
     for (
         c
     ) in completions:  # identical texts: one candidate (their pass rates agree unless flaky; keep the max)
-        best[c.text] = max(best.get(c.text, 0.0), c.pass_rate)
+        best[c.text] = max(best.get(c.text, 0.0), c.pass_ratio)
     ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
     chosen = [(t, p) for t, p in ranked if p >= settings.min_chosen_pass]
     combos = []  # (j, i, pair): the i-th chosen with its j-th worst admissible rejected
@@ -101,11 +96,10 @@ def execution_pairs_for_task(
     return [pair for _, _, pair in sorted(combos, key=lambda c: c[:2])[: settings.max_pairs_per_task]]
 
 
-def execution_pairs(settings: PairSettings, db_url: str | None = None) -> list[PreferencePair]:
+def execution_pairs(settings: PairSettings, db) -> list[PreferencePair]:
     from sqlalchemy import select
 
     from db.models import Completion, Execution, Policy, Task
-    from db.session import session_scope
 
     query = (
         select(
@@ -127,10 +121,10 @@ def execution_pairs(settings: PairSettings, db_url: str | None = None) -> list[P
             Policy.name.in_(settings.policies)
         )
     by_task: dict[int, tuple[str, str, list[ScoredCompletion]]] = {}
-    with session_scope(db_url) as session:
+    with db.session() as session:
         for row_id, task_id, prompt, text, passed, total, verdict in session.execute(query):
             entry = by_task.setdefault(row_id, (task_id, prompt, []))
-            entry[2].append(ScoredCompletion(text, pass_rate(passed, total, verdict)))
+            entry[2].append(ScoredCompletion(text, pass_ratio(verdict, passed, total)))
     return [
         pair
         for task_id, prompt, completions in by_task.values()
@@ -138,16 +132,15 @@ def execution_pairs(settings: PairSettings, db_url: str | None = None) -> list[P
     ]
 
 
-def human_pairs(settings: PairSettings, db_url: str | None = None) -> list[PreferencePair]:
+def human_pairs(settings: PairSettings, db) -> list[PreferencePair]:
     if settings.human_export_dir:
         return read_export(settings.human_export_dir)
     from annotation_ui.export import ExportConfig, collect_preferences
-    from db.session import session_scope
 
     pairs = []
     for split in settings.splits:
         export_cfg = ExportConfig(consensus=settings.human_consensus, source=settings.dataset, split=split)
-        with session_scope(db_url) as session:
+        with db.session() as session:
             rows = collect_preferences(session, export_cfg)
         pairs += [
             PreferencePair(r["prompt"], r["chosen"], r["rejected"], float(r["margin"]), "human", r["task_id"])
@@ -185,16 +178,14 @@ def read_export(path: str | Path) -> list[PreferencePair]:
     return pairs
 
 
-def build_pairs(settings: PairSettings, db_url: str | None = None) -> list[PreferencePair]:
+def build_pairs(settings: PairSettings, db) -> list[PreferencePair]:
     """The pairs ``settings`` select; a one-line error naming the filter when there are none."""
     pairs: list[PreferencePair] = []
     if settings.source in ("human", "mixed"):
-        pairs += human_pairs(settings, db_url)
+        pairs += human_pairs(settings, db)
     if settings.source in ("execution", "mixed"):
         seen = {(p.prompt, p.chosen, p.rejected) for p in pairs}
-        pairs += [
-            p for p in execution_pairs(settings, db_url) if (p.prompt, p.chosen, p.rejected) not in seen
-        ]
+        pairs += [p for p in execution_pairs(settings, db) if (p.prompt, p.chosen, p.rejected) not in seen]
     if not pairs:
         raise UserError(
             f"no {settings.source} preference pairs for suite '{settings.dataset}' split(s) "

@@ -1,9 +1,10 @@
 """PPO with a critic: sample code for RL prompts, score it with the reward functions, optimise the policy.
 
 Reads top to bottom: config -> load (tasks, tokenizer, reward functions) -> build (accelerator, actor-critic,
-frozen reference, optimizer) -> train (rollout, then PPO epochs over minibatches) -> save. The math lives in
-:mod:`alignment.ppo_core`; actor and critic are one module (:mod:`alignment.value_model`); ``checkpoint-N``
-directories every ``save_steps`` rollouts, and resuming from them, in :mod:`alignment.ppo_checkpoint`.
+frozen reference, optimizer) -> train (rollout, then PPO epochs over minibatches) -> save. A step's rollout and
+update are :mod:`alignment.ppo_step`, their math :mod:`alignment.ppo_core`; actor and critic are one module
+(:mod:`alignment.value_model`); ``checkpoint-N`` directories every ``save_steps`` rollouts, and resuming from
+them, in :mod:`alignment.ppo_checkpoint`.
 
 Examples::
 
@@ -24,28 +25,38 @@ the task's ``tests``, ``entry_point`` and ``task_id`` as columns; several are co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from alignment.config import ConfigError, to_dict
-from alignment.errors import UserError
 from alignment.grpo import PromptSelection
-from alignment.recipe import LoraSettings
+from alignment.ppo_step import RewardFunc, collect_rollout, load_reward_funcs, ppo_update
+from alignment.recipe import RecipeConfig
 from alignment.runs import TrainOutcome
+from codealign.config import ConfigError, field_default, to_dict
+from codealign.errors import UserError
 
-RewardFunc = Callable[..., list]
+# RecipeConfig fields PPO has no use for (a value other than the default is refused, not ignored).
+_NOT_USED = {
+    "num_train_epochs": "PPO counts rollouts (max_steps), not epochs over a dataset",
+    "warmup_steps": "the PPO schedule has no warm-up",
+    "save_strategy": "PPO saves every save_steps rollouts",
+    "bf16": "PPO trains in the checkpoint's dtype",
+    "gradient_checkpointing": "PPO does not checkpoint activations",
+    "trl_extra": "PPO is not a TRL trainer",
+}
 
 
 @dataclass
-class PPORecipeConfig:
+class PPORecipeConfig(RecipeConfig):
+    """The shared stage fields (:class:`~alignment.recipe.RecipeConfig`: ``model_name_or_path``, ``output_dir``
+    (the final policy is a plain HF directory there, the critic in ``critic/``), ``policy_name``, ``seed``,
+    ``resume``, ``lora``, ...) and PPO's own below."""
+
     # --- model
-    model_name_or_path: str = ""  # the policy to start from (usually the SFT checkpoint); required
-    output_dir: str = ""  # required; the final policy is a plain HF directory here, the critic in critic/
-    policy_name: str | None = None  # DB name of the resulting policy (default: output_dir's last component)
     critic_backbone: Literal["shared", "separate"] = (
         "separate"  # value head on the policy's trunk, or its own
     )
@@ -58,7 +69,9 @@ class PPORecipeConfig:
     reward_funcs: list[str] = field(default_factory=lambda: ["execution"])
     reward_weights: list[float] | None = None  # default: 1.0 each
     reward_model_path: str | None = None  # needed by the reward_model reward (optional for combined)
-    reward_config: str | None = None  # reward.rewards.RewardConfig YAML (shaping, timeouts); None = defaults
+    reward_config: str | None = (
+        None  # reward.rewards.RewardFunctionConfig YAML (shaping, timeouts); None = defaults
+    )
     missing_eos_penalty: float | None = (
         1.0  # subtracted from the normalised score of answers cut off unfinished
     )
@@ -93,18 +106,18 @@ class PPORecipeConfig:
     adaptive_kl_target: float | None = None  # per-sequence KL to track; None = fixed kl_coef
     adaptive_kl_horizon: int = 10000
     early_stop_kl: float | None = None  # stop this rollout's epochs when approx KL(old || new) exceeds it
-    # --- LoRA (peft): the reference is the policy with its adapters off, so no second model is loaded
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    # --- bookkeeping
-    seed: int = 0
+    # --- LoRA (lora, shared): the reference is the policy with its adapters off, so no second model is loaded
+    # --- bookkeeping (report_to: accelerate trackers, e.g. tensorboard, mlflow)
     logging_steps: int = 1
-    report_to: list[str] = field(default_factory=lambda: ["none"])  # accelerate trackers: tensorboard, mlflow
     # --- checkpoints (Hugging Face Trainer's names): output_dir/checkpoint-<step>, see alignment.ppo_checkpoint
     save_steps: int | None = 0  # every this many rollouts and at the last; 0 or None = only the final policy
-    save_total_limit: int | None = 2  # newest checkpoints kept; None = all
-    resume: bool = True  # continue from the last checkpoint-N in output_dir when there is one
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        defaults = {f.name: f for f in dataclasses.fields(RecipeConfig)}
+        for name, why in _NOT_USED.items():
+            if getattr(self, name) != field_default(defaults[name]):
+                raise ConfigError(f"{name}: not used by PPO ({why})")
         if self.num_generations < 1 or self.rollout_batch_size % self.num_generations:
             raise ConfigError(
                 f"num_generations={self.num_generations} must divide the rollout batch "
@@ -140,53 +153,6 @@ class PPORecipeConfig:
     @property
     def rollout_batch_size(self) -> int:
         return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_mini_batches
-
-
-@dataclass
-class Rollout:
-    """One process's rollout; every tensor has ``B`` rows. ``Q`` prompt tokens (left-padded), ``R`` response."""
-
-    queries: Any  # (B, Q) token ids
-    query_mask: Any  # (B, Q)
-    responses: Any  # (B, R) token ids, pad after the answer's end (EOS or end of the function body)
-    response_mask: Any  # (B, R) float, 1 on the answer's tokens
-    logprobs: Any  # (B, R) under the policy that sampled
-    values: Any  # (B, R)
-    advantages: Any  # (B, R) whitened
-    returns: Any  # (B, R)
-
-
-# ------------------------------------------------------------------------------------------------ load
-def load_reward_funcs(cfg: PPORecipeConfig) -> list[RewardFunc]:
-    """The callables behind ``reward_funcs``, resolved exactly as GRPO resolves them."""
-    from alignment.grpo import resolve_reward
-
-    return [resolve_reward(name, cfg) for name in cfg.reward_funcs]
-
-
-def combined_scores(
-    funcs: list[RewardFunc], weights: list[float], prompts: list[str], completions: list[str], **columns: Any
-) -> tuple[list[float], dict[str, list[float]]]:
-    """Weighted sum of the reward functions per completion (``None`` counts 0), and each function's values.
-
-    Functions that report extra figures through TRL's ``log_metric(name, value)`` column (the engine's pass
-    rate) add them to the returned dict as one-element lists.
-    """
-    total = [0.0] * len(completions)
-    per_func: dict[str, list[float]] = {}
-
-    def log_metric(name: str, value: float) -> None:
-        per_func[f"rewards/{name}"] = [float(value)]
-
-    for func, weight in zip(funcs, weights):
-        values = func(prompts=prompts, completions=completions, log_metric=log_metric, **columns)
-        if len(values) != len(completions):
-            raise UserError(
-                f"reward {func.__name__} returned {len(values)} values for {len(completions)} completions"
-            )
-        per_func[f"rewards/{func.__name__}"] = [float("nan") if v is None else float(v) for v in values]
-        total = [t + weight * (float(v) if v is not None else 0.0) for t, v in zip(total, values)]
-    return total, per_func
 
 
 # ----------------------------------------------------------------------------------------------- build
@@ -274,288 +240,8 @@ def configure_deepspeed(cfg: PPORecipeConfig, accelerator) -> None:
     ds["gradient_clipping"] = cfg.max_grad_norm
 
 
-# ---------------------------------------------------------------------------------------------- rollout
-def trim_padding(queries, query_mask, responses, response_mask):
-    """Drop the columns that are padding in every row (left of the prompts, right of the answers).
-
-    Outputs at the kept positions are unchanged (padding is masked and positions skip it); compute shrinks to
-    the longest prompt and answer of this batch instead of the whole rollout's.
-    """
-    first = int(query_mask.any(0).long().argmax())
-    last = int(response_mask.any(0).nonzero().max()) + 1
-    return queries[:, first:], query_mask[:, first:], responses[:, :last], response_mask[:, :last]
-
-
-def forward_logprobs_values(model, queries, query_mask, responses, response_mask, temperature: float):
-    """Policy log-probs, values and entropies ``(B, R)`` of the response tokens (0 where masked).
-
-    Position ``t`` describes the state before response token ``t``: its value, the distribution that produced
-    the token and that distribution's entropy (no gradient through the entropy: it is only logged).
-    """
-    import torch
-
-    from alignment.ppo_core import entropy, token_logprobs
-    from alignment.value_model import join_query_response
-
-    width = responses.shape[1]
-    queries, query_mask, responses, response_mask = trim_padding(
-        queries, query_mask, responses, response_mask
-    )
-    logits, values = model(*join_query_response(queries, query_mask, responses, response_mask))
-    start = queries.shape[1] - 1
-    logits = logits[:, start:-1]
-    with torch.no_grad():
-        entropies = entropy(logits, temperature)
-    outputs = (token_logprobs(logits, responses, temperature), values[:, start:-1].float(), entropies)
-    return tuple(torch.nn.functional.pad(x * response_mask, (0, width - x.shape[1])) for x in outputs)
-
-
-def reference_logprobs(reference, queries, query_mask, responses, response_mask, temperature: float):
-    """Log-probs ``(B, R)`` of the response tokens under the frozen reference model (0 where masked)."""
-    import torch
-
-    from alignment.ppo_core import token_logprobs
-    from alignment.value_model import join_query_response
-
-    width = responses.shape[1]
-    queries, query_mask, responses, response_mask = trim_padding(
-        queries, query_mask, responses, response_mask
-    )
-    input_ids, attention_mask, position_ids = join_query_response(
-        queries, query_mask, responses, response_mask
-    )
-    logits = reference(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-    ).logits
-    logprobs = token_logprobs(logits[:, queries.shape[1] - 1 : -1], responses, temperature) * response_mask
-    return torch.nn.functional.pad(logprobs, (0, width - logprobs.shape[1]))
-
-
-def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg: PPORecipeConfig, seed: int):
-    """One sampled answer per prompt, cut like evaluation cuts it (EOS or end of the function body).
-
-    Returns ``queries, query_mask (B, Q)`` (left-padded), ``responses, mask (B, R)`` (right-padded; R = the
-    longest answer), ``finished (B,)`` (False when ``max_completion_length`` ran out) and the answer texts.
-    """
-    import torch
-    from trl.models.utils import unwrap_model_for_generation
-
-    from alignment.generation import generate_rollouts
-
-    with unwrap_model_for_generation(model, accelerator) as unwrapped:
-        policy = unwrapped.policy
-        top_k = policy.generation_config.top_k
-        policy.generation_config.top_k = (
-            0  # the full distribution the log-probs describe (transformers' default: 50)
-        )
-        try:
-            rollouts = [
-                r[0]
-                for r in generate_rollouts(
-                    (policy, tokenizer),
-                    prompts,
-                    n=1,
-                    temperature=cfg.temperature,
-                    max_new_tokens=cfg.max_completion_length,
-                    seed=seed,
-                    batch_size=cfg.generation_batch_size,
-                )
-            ]
-        finally:
-            policy.generation_config.top_k = top_k
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    # An answer that dedents at once keeps no token; its EOS stands for "ended here" so it still gets a reward.
-    token_ids = [r.token_ids or [tokenizer.eos_token_id] for r in rollouts]
-    responses = torch.full((len(prompts), max(map(len, token_ids))), tokenizer.pad_token_id)
-    mask = torch.zeros(responses.shape)
-    for row, ids in enumerate(token_ids):
-        responses[row, : len(ids)] = torch.tensor(ids)
-        mask[row, : len(ids)] = 1.0
-    finished = torch.tensor([r.finished for r in rollouts])
-    device = accelerator.device
-    return (
-        enc["input_ids"].to(device),
-        enc["attention_mask"].to(device),
-        responses.to(device),
-        mask.to(device),
-        finished.to(device),
-        [r.text for r in rollouts],
-    )
-
-
-def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_funcs, weights, cfg, state, seed):
-    """Sample, score, and turn scores into advantages. ``state`` (a ``PPOProgress``) carries the KL controller and
-    the score moments."""
-    import torch
-
-    from alignment import ppo_core as core
-
-    prompts = [t.prompt for t in tasks]
-    queries, query_mask, responses, mask, ended, completions = sample_responses(
-        model, accelerator, tokenizer, prompts, cfg, seed
-    )
-    columns = {
-        "tests": [list(t.tests) for t in tasks],
-        "entry_point": [t.entry_point for t in tasks],
-        "task_id": [t.task_id for t in tasks],
-    }
-    raw, per_func = combined_scores(
-        reward_funcs,
-        weights,
-        prompts,
-        completions,
-        completion_ids=[r[m.bool()].tolist() for r, m in zip(responses, mask)],
-        **columns,
-    )
-    raw = torch.tensor(raw, device=accelerator.device)
-    all_raw = accelerator.gather(raw)
-    scores = raw
-    if cfg.normalize_scores:
-        state.moments.update(all_raw.cpu())
-        scores = state.moments.normalize(raw)
-    if cfg.missing_eos_penalty is not None:
-        scores = scores - cfg.missing_eos_penalty * (~ended).float()
-
-    logprobs, values, ref_logprobs, entropies = [], [], [], []
-    with torch.no_grad():
-        for i in range(0, len(prompts), cfg.forward_batch_size):
-            rows = slice(i, i + cfg.forward_batch_size)
-            batch = (queries[rows], query_mask[rows], responses[rows], mask[rows])
-            lp, v, ent = forward_logprobs_values(model, *batch, cfg.temperature)
-            entropies.append(ent)
-            if reference is None:  # LoRA: the reference is the policy with its adapters switched off
-                with accelerator.unwrap_model(model).policy.disable_adapter():
-                    ref_lp, _, _ = forward_logprobs_values(model, *batch, cfg.temperature)
-            else:
-                ref_lp = reference_logprobs(reference, *batch, cfg.temperature)
-            logprobs.append(lp), values.append(v), ref_logprobs.append(ref_lp)
-    logprobs, values, ref_logprobs = torch.cat(logprobs), torch.cat(values), torch.cat(ref_logprobs)
-
-    kl = core.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator)
-    rewards = core.token_rewards(scores, kl, mask, state.kl.value)
-    if cfg.whiten_rewards:
-        rewards = core.masked_whiten(rewards, mask, shift_mean=False)
-    advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.lam)
-    advantages = core.masked_whiten(advantages, mask)
-
-    sequence_kl = accelerator.gather((kl * mask).sum(1)).mean().item()
-    stats = {
-        "objective/scores": all_raw.mean().item(),
-        "objective/kl": sequence_kl,
-        "objective/entropy": accelerator.gather(core.masked_mean(torch.cat(entropies), mask)[None])
-        .mean()
-        .item(),
-        "objective/rlhf_reward": accelerator.gather(scores - state.kl.value * (kl * mask).sum(1))
-        .mean()
-        .item(),
-        "finished_rate": accelerator.gather(ended.float()).mean().item(),
-        "empty_rate": accelerator.gather(
-            torch.tensor([float(not c.strip()) for c in completions], device=accelerator.device)
-        )
-        .mean()
-        .item(),
-        "response_length": accelerator.gather(mask.sum(1)).mean().item(),
-        "value/explained_variance": core.explained_variance(values, returns, mask),
-        "kl_coef": state.kl.value,
-        **{
-            name: accelerator.gather(torch.tensor(per_sample, device=accelerator.device)).nanmean().item()
-            for name, per_sample in per_func.items()
-        },
-    }
-    state.kl.update(sequence_kl, n_steps=all_raw.numel())
-    rollout = Rollout(queries, query_mask, responses, mask, logprobs, values, advantages, returns)
-    return rollout, stats, completions
-
-
-# ----------------------------------------------------------------------------------------------- update
-def ppo_update(accelerator, model, optimizer, scheduler, rollout: Rollout, cfg: PPORecipeConfig, generator):
-    """``num_ppo_epochs`` passes over the rollout, one optimizer step per minibatch; returns the statistics.
-
-    Each loss is a sum over tokens divided by the response tokens of the whole minibatch on all processes, so
-    the gradient does not depend on how the minibatch is split into micro-batches or processes.
-    """
-    import torch
-
-    from alignment import ppo_core as core
-
-    batch = rollout.responses.shape[0]
-    minibatch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-    # accelerate divides each micro-batch loss by the accumulation steps; DDP/DeepSpeed average processes.
-    scale_numerator = cfg.gradient_accumulation_steps * accelerator.num_processes
-    totals = {
-        k: torch.zeros((), device=accelerator.device)
-        for k in ("tokens", "pg_loss", "vf_loss", "clipped", "vf_clipped", "approx_kl", "ratio", "entropy")
-    }
-    epochs_done, stopped_early = 0, False
-    model.train()
-    for _epoch in range(cfg.num_ppo_epochs):
-        order = torch.randperm(batch, generator=generator).to(accelerator.device)
-        for start in range(0, batch, minibatch):
-            rows = order[start : start + minibatch]
-            tokens = accelerator.reduce(rollout.response_mask[rows].sum(), reduction="sum").clamp(min=1)
-            kl_before = totals["approx_kl"].clone()
-            for micro in rows.split(cfg.per_device_train_batch_size):
-                with accelerator.accumulate(model):
-                    mask = rollout.response_mask[micro]
-                    logprobs, values, entropies = forward_logprobs_values(
-                        model,
-                        rollout.queries[micro],
-                        rollout.query_mask[micro],
-                        rollout.responses[micro],
-                        mask,
-                        cfg.temperature,
-                    )
-                    pg_sum, pg_stats = core.policy_loss(
-                        logprobs, rollout.logprobs[micro], rollout.advantages[micro], mask, cfg.cliprange
-                    )
-                    vf_sum, vf_clipped = core.value_loss(
-                        values, rollout.values[micro], rollout.returns[micro], mask, cfg.cliprange_value
-                    )
-                    loss = (pg_sum + cfg.vf_coef * vf_sum) * scale_numerator / tokens
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and accelerator.state.deepspeed_plugin is None:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                with torch.no_grad():
-                    for key, value in (
-                        ("tokens", mask.sum()),
-                        ("pg_loss", pg_sum),
-                        ("vf_loss", vf_sum),
-                        ("clipped", pg_stats.clipped_tokens),
-                        ("vf_clipped", vf_clipped),
-                        ("approx_kl", pg_stats.approx_kl_sum),
-                        ("ratio", pg_stats.ratio_sum),
-                        ("entropy", core.masked_sum(entropies, mask)),
-                    ):
-                        totals[key] += value.detach()
-            if not accelerator.optimizer_step_was_skipped:
-                scheduler.step()
-            minibatch_kl = accelerator.reduce(totals["approx_kl"] - kl_before, reduction="sum") / tokens
-            if cfg.early_stop_kl is not None and minibatch_kl.item() > cfg.early_stop_kl:
-                stopped_early = True
-                break
-        epochs_done += 1
-        if stopped_early:
-            break
-    summed = {k: accelerator.reduce(v, reduction="sum").item() for k, v in totals.items()}
-    n = max(summed["tokens"], 1.0)
-    return {
-        "loss/policy": summed["pg_loss"] / n,
-        "loss/value": summed["vf_loss"] / n,
-        "policy/clipfrac": summed["clipped"] / n,
-        "policy/approxkl": summed["approx_kl"] / n,
-        "policy/ratio": summed["ratio"] / n,
-        "policy/entropy": summed["entropy"] / n,
-        "value/clipfrac": summed["vf_clipped"] / n,
-        "ppo_epochs_done": epochs_done,
-        "early_stopped": float(stopped_early),
-        "lr": scheduler.get_last_lr()[0],
-    }
-
-
 # ------------------------------------------------------------------------------------------------ train
-def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) -> TrainOutcome:
+def train(cfg: PPORecipeConfig, db, reward_funcs: list[RewardFunc] | None = None) -> TrainOutcome:
     """Run PPO from ``cfg``; ``reward_funcs`` (callables) replaces ``cfg.reward_funcs`` for in-process callers.
 
     With ``resume`` and a ``checkpoint-N`` in ``output_dir`` (see :mod:`alignment.ppo_checkpoint`), the run
@@ -565,9 +251,10 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
     from accelerate.utils import set_seed
 
     from alignment import ppo_checkpoint as ckpt
-    from alignment.recipe import check_common, load_tasks, load_tokenizer
+    from alignment.recipe import check_common, load_tokenizer
     from alignment.runs import registered_run
     from alignment.value_model import save_actor_critic
+    from db.tasks import load_tasks
 
     # 1. parse
     check_common(cfg)
@@ -576,7 +263,7 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
     output_dir = Path(cfg.output_dir)
 
     # 2. load
-    tasks = load_tasks(cfg.tasks)
+    tasks = load_tasks(cfg.tasks, db)
     funcs = reward_funcs if reward_funcs is not None else load_reward_funcs(cfg)
     weights = cfg.reward_weights or [1.0] * len(funcs)
     tokenizer = load_tokenizer(cfg.model_name_or_path)
@@ -585,7 +272,7 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
             f"{cfg.model_name_or_path}: the tokenizer has no EOS token; PPO needs one to end answers"
         )
 
-    with registered_run("ppo", cfg) as run:
+    with registered_run("ppo", cfg, db) as run:
         # 3. build
         configure_deepspeed(cfg, accelerator)
         model, reference = build_actor_critic(cfg, accelerator)
@@ -682,4 +369,4 @@ def train(cfg: PPORecipeConfig, reward_funcs: list[RewardFunc] | None = None) ->
             "reward_funcs": cfg.reward_funcs,
             "log_history": progress.log_history,
         }
-        return run.complete(metrics, policy_stage="ppo")
+        return run.complete(metrics)

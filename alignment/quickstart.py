@@ -21,9 +21,7 @@ YAMLs (``configs/<stage>.yaml``) field by field, with those stages' own dataclas
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -31,11 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignment.config import add_overrides, load_config
-from alignment.errors import UserError
+from codealign.config import load_config, merge_dicts
+from codealign.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "quickstart.yaml"
+DEFAULT_CONFIG = "configs/quickstart.yaml"  # a shipped config (codealign.config.config_path finds it)
 
 
 @dataclass
@@ -44,7 +41,7 @@ class QuickstartConfig:
     seed: int = 0
     suite_seed: int = 0
     model_preset: str = "tiny"  # configs/model/<preset>.yaml
-    # RL data: SFT samples on the pool split (prompts where the SFT policy is weak, GUIDE §10)
+    # RL data: SFT samples on the pool split (prompts where the SFT policy is weak: docs/pipeline.md)
     sample_split: str = "pool"
     sample_prompts: int = 600
     sample_k: int = 8
@@ -125,9 +122,9 @@ class _Stages:
 
 
 def _stage_config(stage: str, base_yaml: str, overrides: dict[str, Any]):
-    from alignment.train_cli import stage_config_class
+    from alignment.stages import stage_config_class
 
-    return load_config(stage_config_class(stage), CONFIG_DIR / base_yaml, overrides)
+    return load_config(stage_config_class(stage), f"configs/{base_yaml}", overrides)
 
 
 STAGE_YAML = {
@@ -145,15 +142,17 @@ def check_stage_sections(cfg: QuickstartConfig) -> None:
         stage, yaml_name = STAGE_YAML[name]
         section = getattr(cfg, name)
         try:
-            _stage_config(stage, yaml_name, _merge({"model_name_or_path": "-", "output_dir": "-"}, section))
+            _stage_config(
+                stage, yaml_name, merge_dicts({"model_name_or_path": "-", "output_dir": "-"}, section)
+            )
         except UserError as exc:
             raise UserError(f"quickstart section '{name}': {exc}") from None
 
 
-def _train(stage: str, cfg) -> tuple[str, dict[str, Any]]:
-    from alignment.train_cli import STAGES
+def _train(stage: str, cfg, db) -> tuple[str, dict[str, Any]]:
+    from alignment.stages import train_stage
 
-    outcome = importlib.import_module(STAGES[stage][0]).train(cfg)
+    outcome = train_stage(stage, cfg, db)
     metrics = {k: v for k, v in outcome.metrics.items() if k != "log_history"}
     batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     return outcome.output_dir, {
@@ -176,19 +175,17 @@ def _common(cfg: QuickstartConfig, out: Path, name: str, parent: str) -> dict[st
 
 
 # ------------------------------------------------------------------------------------------ recipe
-def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool = False) -> QuickstartResult:
-    from alignment.evaluate import evaluate_policy
+def run_quickstart(cfg: QuickstartConfig, db, fresh: bool = False) -> QuickstartResult:
+    from alignment.evaluation import EvalConfig, evaluate_policy
+    from alignment.generation import SamplingParams
     from alignment.model_init import init_model
-    from alignment.provenance import cli_actor
-    from alignment.sample import SamplingParams, sample_to_db
-    from alignment.tasks.basic import generate_suite
-    from alignment.tasks.importer import import_tasks
+    from alignment.sample import sample_to_db
+    from codealign.provenance import cli_actor
+    from codealign.tasks.basic import generate_suite
     from db.migrate import upgrade
-    from db.session import session_scope
+    from db.tasks import import_tasks
 
     check_stage_sections(cfg)
-    if db_url:  # the training stages and the reward engine read the DB from the environment, as under the CLI
-        os.environ["CODEALIGN_DB_URL"] = db_url
     started = time.monotonic()
     out = Path(cfg.output_dir).resolve()
     if fresh and out.exists():
@@ -199,8 +196,8 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
 
     # 1. database + the basic suite (idempotent)
     def setup():
-        upgrade(db_url)
-        with session_scope(db_url) as session:
+        upgrade(db)
+        with db.session() as session:
             result = import_tasks(session, generate_suite(cfg.suite_seed), source="basic", created_by=actor)
         return None, {"tasks": result.total}
 
@@ -213,7 +210,7 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
 
     # 3. SFT on the train split's reference solutions
     sft_cfg = _stage_config("sft", "sft.yaml", {**_common(cfg, out, "sft", base.output), **cfg.sft})
-    sft = stages.run("sft", lambda: _train("sft", sft_cfg))
+    sft = stages.run("sft", lambda: _train("sft", sft_cfg, db))
     sft_policy = sft.info["policy"]
 
     # 4. sample the SFT policy where it is weak, execute the samples (DPO pairs come from these)
@@ -222,6 +219,7 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
 
         params = SamplingParams(cfg.sample_temperature, 1.0, cfg.max_new_tokens, cfg.seed)
         sampled = sample_to_db(
+            db,
             sft_policy,
             "basic",
             cfg.sample_split,
@@ -229,10 +227,9 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
             params,
             batch_size=cfg.batch_size,
             created_by=actor,
-            db_url=db_url,
             task_ids=_sample_task_ids(cfg),
         )
-        summary = score_missing(ScoreOptions(policy=sft_policy, source="basic"), actor, db_url=db_url)
+        summary = score_missing(ScoreOptions(policy=sft_policy, source="basic"), actor, db=db)
         return None, {"completions": sampled.created + sampled.reused, "verdicts": dict(summary.verdicts)}
 
     stages.run("sample_score", sample_and_score)
@@ -242,38 +239,40 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
     if "dpo" in cfg.stages:
         pairs = {"pairs": {"policies": [sft_policy], "splits": [cfg.sample_split]}}
         dpo_cfg = _stage_config(
-            "dpo", "dpo.yaml", _merge(_common(cfg, out, "dpo", sft.output), pairs, cfg.dpo)
+            "dpo", "dpo.yaml", merge_dicts(_common(cfg, out, "dpo", sft.output), pairs, cfg.dpo)
         )
-        trained["dpo"] = stages.run("dpo", lambda: _train("dpo", dpo_cfg))
+        trained["dpo"] = stages.run("dpo", lambda: _train("dpo", dpo_cfg, db))
     if "grpo" in cfg.stages:
-        grpo_cfg = _stage_config("grpo", "grpo.yaml", _merge(_common(cfg, out, "grpo", sft.output), cfg.grpo))
-        trained["grpo"] = stages.run("grpo", lambda: _train("grpo", grpo_cfg))
-    if "ppo" in cfg.stages and _ppo_available():
-        trained["ppo"] = stages.run("ppo", lambda: _train("ppo", _ppo_config(cfg, out, sft, trained)))
+        grpo_cfg = _stage_config(
+            "grpo", "grpo.yaml", merge_dicts(_common(cfg, out, "grpo", sft.output), cfg.grpo)
+        )
+        trained["grpo"] = stages.run("grpo", lambda: _train("grpo", grpo_cfg, db))
+    if "ppo" in cfg.stages:
+        trained["ppo"] = stages.run("ppo", lambda: _train("ppo", _ppo_config(cfg, out, sft, trained), db))
     if "control" in cfg.stages:
         trained["control"] = stages.run(
-            "control", lambda: _train("sft", _control_config(cfg, out, sft, trained))
+            "control", lambda: _train("sft", _control_config(cfg, out, sft, trained), db)
         )
 
     # 6. held-out evaluation of every policy, same sampling for all
     rows = []
-    eval_params = SamplingParams(cfg.eval_temperature, 1.0, cfg.max_new_tokens, cfg.seed)
+    eval_cfg = EvalConfig(
+        dataset="basic",
+        split=cfg.eval_split,
+        n=cfg.eval_n,
+        k=cfg.eval_ks,
+        temperature=cfg.eval_temperature,
+        top_p=1.0,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        limit=cfg.eval_limit,
+        output_dir=str(out / "eval"),
+    )
     for name, record in trained.items():
 
         def evaluate(record=record):
-            outcome = evaluate_policy(
-                record.info["policy"],
-                "basic",
-                cfg.eval_split,
-                cfg.eval_n,
-                cfg.eval_ks,
-                eval_params,
-                cfg.batch_size,
-                out / "eval",
-                db_url,
-                actor,
-                cfg.eval_limit,
-            )
+            outcome = evaluate_policy(db, record.info["policy"], eval_cfg, actor)
             return str(outcome.results_path), {"pass_at_k": outcome.pass_at_k, "tasks": outcome.num_tasks}
 
         evaluated = stages.run(f"eval_{name}", evaluate)
@@ -291,11 +290,11 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
 
     # 7. rankable items for `codealign annotate`, and the report
     if cfg.annotate_k:
-        stages.run("annotation_items", lambda: _seed_items(cfg, sft_policy, db_url, actor))
+        stages.run("annotation_items", lambda: _seed_items(cfg, db, actor))
     if cfg.report:
         from alignment.report import write_report
 
-        stages.run("report", lambda: (str(write_report(out / "report", db_url)), {}))
+        stages.run("report", lambda: (str(write_report(out / "report", db)), {}))
 
     total = time.monotonic() - started
     table = format_table(rows, stages.records, total, cfg)
@@ -311,38 +310,19 @@ def run_quickstart(cfg: QuickstartConfig, db_url: str | None = None, fresh: bool
     return QuickstartResult(out, stages.records, rows, table, total)
 
 
-def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in parts:
-        for key, value in part.items():
-            out[key] = (
-                _merge(out[key], value)
-                if isinstance(value, dict) and isinstance(out.get(key), dict)
-                else value
-            )
-    return out
-
-
 def _sample_task_ids(cfg: QuickstartConfig) -> list[str]:
     """A seeded random ``sample_prompts`` of the split: the pool's ids are not ordered by kind of prompt,
-    but its later ids are the held-out-like ones (alignment.tasks.basic), so "the first N" would miss them."""
+    but its later ids are the held-out-like ones (codealign.tasks.basic), so "the first N" would miss them."""
     import random
 
-    from alignment.tasks.basic import generate_suite
+    from codealign.tasks.basic import generate_suite
 
     ids = [t.task_id for t in generate_suite(cfg.suite_seed) if t.split == cfg.sample_split]
     return sorted(random.Random(cfg.seed).sample(ids, min(cfg.sample_prompts, len(ids))))
 
 
-def _ppo_available() -> bool:
-    try:
-        return hasattr(importlib.import_module("alignment.ppo"), "train")
-    except ImportError:
-        return False
-
-
 def _control_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained: dict[str, StageRecord]):
-    """SFT continued on reference solutions with DPO's step count, batch size and learning rate (GUIDE §10's
+    """SFT continued on reference solutions with DPO's step count, batch size and learning rate (docs/pipeline.md,
     control). SFT's own lr (1e-3) at a constant rate wrecked the converged policy (measured -11.6 pts), which
     says nothing about what extra training is worth."""
     matched: dict[str, Any] = {}
@@ -357,14 +337,14 @@ def _control_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained:
             matched["learning_rate"] = dpo.info["learning_rate"]
     common = {**_common(cfg, out, "control", sft.output), "policy_stage": "control"}
     return _stage_config(
-        "sft", "sft.yaml", _merge(common, {"lr_scheduler_type": "constant"}, matched, cfg.control)
+        "sft", "sft.yaml", merge_dicts(common, {"lr_scheduler_type": "constant"}, matched, cfg.control)
     )
 
 
 def _ppo_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained: dict[str, StageRecord]):
     """PPO with as many rollouts as give GRPO's number of sampled completions (the report compares the two at
     equal sample budget); an explicit ``ppo.max_steps`` in the quickstart config wins."""
-    ppo_cfg = _stage_config("ppo", "ppo.yaml", _merge(_common(cfg, out, "ppo", sft.output), cfg.ppo))
+    ppo_cfg = _stage_config("ppo", "ppo.yaml", merge_dicts(_common(cfg, out, "ppo", sft.output), cfg.ppo))
     grpo = trained.get("grpo")
     budget = grpo.info["metrics"].get("num_completions") if grpo is not None else None
     if budget and "max_steps" not in cfg.ppo:
@@ -372,18 +352,14 @@ def _ppo_config(cfg: QuickstartConfig, out: Path, sft: StageRecord, trained: dic
     return ppo_cfg
 
 
-def _seed_items(cfg: QuickstartConfig, policy: str, db_url: str | None, actor: str):
-    try:
-        from annotation_ui.items import build_items
-    except ImportError:
-        return None, {"items": 0, "note": "annotation_ui not installed"}
-    from db.session import session_scope
+def _seed_items(cfg: QuickstartConfig, db, actor: str):
+    from annotation_ui.items import build_items
 
-    with session_scope(db_url) as session:
+    with db.session() as session:
         created = build_items(
             session,
             k=cfg.annotate_k,
-            policy="execution_ties_first",
+            selection="execution_ties_first",
             required_annotations=1,
             overlap_share=cfg.annotate_overlap_share,
             overlap_annotations=cfg.annotate_overlap_annotations,
@@ -423,30 +399,3 @@ def format_table(
         + (" (* = reused from an earlier run)" if any(r.reused for r in stages) else ""),
     ]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def register(parser) -> None:
-    parser.add_argument(
-        "--config", default=str(DEFAULT_CONFIG), help="quickstart YAML (default: configs/quickstart.yaml)"
-    )
-    parser.add_argument(
-        "--output", help="output directory (default: the config's output_dir, runs/quickstart)"
-    )
-    parser.add_argument("--fresh", action="store_true", help="delete the output directory and start over")
-    add_overrides(parser, "config overrides (dotted for stage sections)")
-    parser.set_defaults(func=_command)
-
-
-def _command(args) -> int:
-    from alignment.quiet import quiet_libraries
-
-    quiet_libraries()
-    overrides = list(args.overrides)
-    if args.output:
-        overrides.append(f"output_dir={args.output}")
-    cfg = load_config(QuickstartConfig, args.config, overrides)
-    result = run_quickstart(cfg, fresh=args.fresh)
-    print(result.table)
-    print(f"report: {result.output_dir / 'report' / 'index.html'}")
-    return 0

@@ -3,7 +3,7 @@
 Each stage (``alignment/sft.py``, ``reward_model.py``, ``dpo.py``, ``grpo.py``) subclasses
 :class:`RecipeConfig` with its own fields and reads top to bottom; this module holds only what would
 otherwise be copied between them. Field names match TRL / ``transformers.TrainingArguments`` so they pass
-through :func:`alignment.config.trl_kwargs` unchanged; rarely used TRL keys go in ``trl_extra``.
+through :func:`codealign.config.trl_kwargs` unchanged; rarely used TRL keys go in ``trl_extra``.
 
 Heavy libraries (torch, transformers, trl, peft) are imported inside functions.
 """
@@ -16,12 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from alignment.config import ConfigError, trl_kwargs
-from alignment.errors import UserError
 from alignment.model_dir import check_model_dir
-from alignment.tasks.spec import SPLITS, TaskSpec
+from codealign.config import ConfigError, trl_kwargs
+from codealign.errors import UserError
 
 
 @dataclass
@@ -222,69 +221,3 @@ def train_metrics(train_output, trainer) -> dict[str, Any]:
         {k: v for k, v in entry.items() if isinstance(v, (int, float))} for entry in trainer.state.log_history
     ]
     return metrics
-
-
-@dataclass
-class TaskSelection:
-    """Which tasks a stage trains on: a suite from the DB, or the ``basic`` generator directly."""
-
-    dataset: str = "basic"  # suite name (the ``source`` column in the DB)
-    splits: list[str] = field(default_factory=lambda: ["train"])
-    load_from: Literal["db", "generator"] = "db"  # generator: alignment.tasks.basic, no DB needed
-    generator_seed: int = 0
-    # only tasks whose meta["family"] is listed (basic: arithmetic, strings, lists, dicts, conditionals, loops);
-    # empty = every task
-    families: list[str] = field(default_factory=list)
-    limit: int | None = None  # first N tasks (by id) — for smoke runs
-
-
-def load_tasks(selection: TaskSelection, db_url: str | None = None) -> list[TaskSpec]:
-    """The selected tasks, in a stable order; a one-line error when there are none."""
-    bad = [s for s in selection.splits if s not in SPLITS]
-    if bad:
-        raise UserError(f"tasks.splits: unknown split {bad[0]!r} (choose from {', '.join(SPLITS)})")
-    if selection.load_from == "generator":
-        if selection.dataset != "basic":
-            raise UserError(
-                f"tasks.load_from=generator only generates the 'basic' suite, not {selection.dataset!r}"
-            )
-        from alignment.tasks.basic import generate_suite
-
-        specs = [t for t in generate_suite(selection.generator_seed) if t.split in selection.splits]
-    else:
-        from sqlalchemy import select
-
-        from db.models import Task
-        from db.session import session_scope
-
-        with session_scope(db_url) as session:
-            rows = session.scalars(
-                select(Task)
-                .where(Task.source == selection.dataset, Task.split.in_(selection.splits))
-                .order_by(Task.id)
-            ).all()
-            specs = [
-                TaskSpec(
-                    r.task_id,
-                    r.prompt,
-                    r.entry_point,
-                    list(r.tests),
-                    r.reference_solution,
-                    r.split,
-                    dict(r.meta),
-                )
-                for r in rows
-            ]
-        if not specs:
-            raise UserError(
-                f"no '{selection.dataset}' tasks in split(s) {','.join(selection.splits)} in the database; "
-                f"run `codealign tasks import --suite {selection.dataset}` or set tasks.load_from=generator"
-            )
-    if selection.families:
-        specs = [t for t in specs if t.meta.get("family") in selection.families]
-        if not specs:
-            raise UserError(
-                f"tasks.families: no '{selection.dataset}' task of family {', '.join(selection.families)} "
-                f"in split(s) {','.join(selection.splits)}"
-            )
-    return specs[: selection.limit] if selection.limit else specs

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from alignment.config import ConfigError
 from alignment.pairs import PairSettings, PreferencePair, build_pairs, split_by_task, to_dataset
 from alignment.recipe import (
     RecipeConfig,
@@ -34,6 +33,7 @@ from alignment.recipe import (
     trainer_args,
 )
 from alignment.runs import TrainOutcome, is_main_process, registered_run
+from codealign.config import ConfigError
 
 
 @dataclass
@@ -110,11 +110,11 @@ def pairwise_accuracy(
     return sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
 
 
-def train(cfg: RewardModelRecipeConfig) -> TrainOutcome:
+def train(cfg: RewardModelRecipeConfig, db) -> TrainOutcome:
     from trl import RewardConfig, RewardTrainer
 
     check_common(cfg)
-    pairs = build_pairs(cfg.pairs)
+    pairs = build_pairs(cfg.pairs, db)
     train_pairs, held_out = split_by_task(pairs, cfg.eval_fraction, cfg.seed)
     dataset = to_dataset(train_pairs, implicit_prompt=True)
     if cfg.margin_scale == 0:
@@ -123,7 +123,7 @@ def train(cfg: RewardModelRecipeConfig) -> TrainOutcome:
         dataset = dataset.map(lambda row: {"margin": row["margin"] * cfg.margin_scale})
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     args = trainer_args(cfg, RewardConfig)
-    with registered_run("reward", cfg) as run:
+    with registered_run("reward_model", cfg, db) as run:
         trainer = RewardTrainer(
             model=cfg.model_name_or_path,
             args=args,
@@ -144,4 +144,4 @@ def train(cfg: RewardModelRecipeConfig) -> TrainOutcome:
                 scorer = RewardModelScorer(cfg.output_dir, max_length=cfg.max_length or 512)
             metrics["held_out_accuracy"] = pairwise_accuracy(scorer, held_out)
             metrics["train_accuracy"] = pairwise_accuracy(scorer, train_pairs[: len(held_out) * 4])
-        return run.complete(metrics, policy_stage="reward")
+        return run.complete(metrics)

@@ -2,10 +2,10 @@
 
 A stage wraps its work in :func:`registered_run`::
 
-    with registered_run("dpo", cfg) as run:   # reads output_dir, model_name_or_path, policy_name, resume
+    with registered_run("dpo", cfg, db) as run:   # reads output_dir, model_name_or_path, policy_name, resume
         trainer.train(resume_from_checkpoint=run.resume_from)
         ...
-        outcome = run.complete(metrics, policy_stage="dpo")
+        outcome = run.complete(metrics)
 
 Guarantees:
 
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignment.config import to_dict
-from alignment.errors import UserError
-from alignment.provenance import run_actor
+from codealign.config import to_dict
+from codealign.errors import UserError
+from codealign.provenance import run_actor
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
@@ -139,15 +139,16 @@ class RunHandle:
     run_id: int | None = None
     parent_policy_id: int | None = None
     resume_from: str | None = None
-    db_url: str | None = None
+    db: Any = None  # the Database rows go to
     policy_stage: str | None = None  # the config's override of the stage recorded for the policy
     outcome: TrainOutcome | None = field(default=None, repr=False)
 
-    def complete(self, metrics: dict[str, Any], policy_stage: str | None = None) -> TrainOutcome:
-        """Mark the run completed and register ``output_dir`` as a policy (main process only)."""
+    def complete(self, metrics: dict[str, Any]) -> TrainOutcome:
+        """Mark the run completed and register ``output_dir`` as a policy of stage ``policy_stage`` (the
+        config's, default the run's stage) — main process only."""
         policy_id = None
         if self.run_id is not None:
-            policy_id = _finish(self, metrics, self.policy_stage or policy_stage or self.stage)
+            policy_id = _finish(self, metrics, self.policy_stage or self.stage)
         self.outcome = TrainOutcome(
             stage=self.stage,
             output_dir=self.output_dir,
@@ -160,7 +161,7 @@ class RunHandle:
         return self.outcome
 
 
-def start_run(stage: str, cfg: Any, db_url: str | None = None) -> RunHandle:
+def start_run(stage: str, cfg: Any, db) -> RunHandle:
     """Create (or, when resuming, reuse) the ``TrainingRun`` row; see the module docstring for guarantees.
 
     ``cfg`` is a stage config: ``output_dir``, ``model_name_or_path``, ``policy_name`` and ``resume`` are read.
@@ -168,7 +169,6 @@ def start_run(stage: str, cfg: Any, db_url: str | None = None) -> RunHandle:
     from sqlalchemy import select
 
     from db.models import TrainingRun
-    from db.session import session_scope
 
     output_dir = str(Path(cfg.output_dir).resolve())
     name = cfg.policy_name or Path(output_dir).name
@@ -178,12 +178,12 @@ def start_run(stage: str, cfg: Any, db_url: str | None = None) -> RunHandle:
         policy_name=name,
         config=to_dict(cfg),
         resume_from=last_checkpoint(output_dir) if cfg.resume else None,
-        db_url=db_url,
+        db=db,
         policy_stage=getattr(cfg, "policy_stage", None),
     )
     if not is_main_process():
         return handle
-    with session_scope(db_url) as session:
+    with db.session() as session:
         _check_policy_name(session, name, output_dir)
         handle.parent_policy_id = parent_policy_id(session, cfg.model_name_or_path)
         run = None
@@ -218,9 +218,8 @@ def _finish(handle: RunHandle, metrics: dict[str, Any], policy_stage: str) -> in
     from sqlalchemy import select
 
     from db.models import Policy, TrainingRun, utcnow
-    from db.session import session_scope
 
-    with session_scope(handle.db_url) as session:
+    with handle.db.session() as session:
         run = session.get(TrainingRun, handle.run_id)
         run.status = "completed"
         run.metrics = {**(run.metrics or {}), **metrics}
@@ -243,9 +242,8 @@ def fail_run(handle: RunHandle, error: BaseException) -> None:
     if handle.run_id is None:
         return
     from db.models import TrainingRun, utcnow
-    from db.session import session_scope
 
-    with session_scope(handle.db_url) as session:
+    with handle.db.session() as session:
         run = session.get(TrainingRun, handle.run_id)
         run.status = "failed"
         run.error = f"{type(error).__name__}: {error}"[:2000]
@@ -253,9 +251,9 @@ def fail_run(handle: RunHandle, error: BaseException) -> None:
 
 
 @contextmanager
-def registered_run(stage: str, cfg: Any, db_url: str | None = None) -> Iterator[RunHandle]:
+def registered_run(stage: str, cfg: Any, db) -> Iterator[RunHandle]:
     """``start_run`` ... ``complete`` with failure recorded on any exception (including Ctrl-C)."""
-    handle = start_run(stage, cfg, db_url)
+    handle = start_run(stage, cfg, db)
     try:
         yield handle
     except BaseException as exc:

@@ -1,12 +1,6 @@
-"""``codealign sample``: K completions per task from a policy, stored in the DB with lineage and params.
+"""K completions per task from a policy, stored in the DB with lineage and params (``codealign sample``).
 
-Examples::
-
-    codealign sample --policy runs/quickstart/sft --split train --k 8
-    codealign sample --policy sft --source basic --split pool --k 4 --temperature 1.0 --limit 100
-    codealign score                                   # then: execution + static results for new completions
-
-``--policy`` is a registered policy name or a model directory (an unknown directory is registered once as an
+``policy`` is a registered policy name or a model directory (an unknown directory is registered once as an
 ``external`` policy, so every completion has a policy row). Completions are keyed by (task, policy,
 sampling_key, sample_index); ``sampling_key`` hashes the sampling parameters, seed included, and the policy's
 training run, so a policy name whose checkpoint was retrained in place never reuses the old weights' samples.
@@ -19,53 +13,14 @@ to those an uninterrupted run would have produced (batches differ, so random dra
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from alignment.errors import UserError
+from alignment.generation import SamplingParams
 from alignment.model_dir import check_model_dir
+from codealign.errors import UserError
 
 TASK_CHUNK = 64  # tasks per generate call and per transaction
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 0.8
-    top_p: float = 1.0
-    max_new_tokens: int = 128
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise UserError(f"--max-new-tokens must be positive, got {self.max_new_tokens}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_new_tokens": self.max_new_tokens,
-            "seed": self.seed,
-        }
-
-    def stored(self, policy_run_id: int | None = None) -> dict[str, Any]:
-        """What a Completion row records: the parameters, plus the training run of the weights sampled."""
-        return {**self.as_dict(), **({"policy_run_id": policy_run_id} if policy_run_id is not None else {})}
-
-    def key_for(self, policy_run_id: int | None = None) -> str:
-        return hashlib.sha256(json.dumps(self.stored(policy_run_id), sort_keys=True).encode()).hexdigest()[
-            :16
-        ]
-
-    @property
-    def key(self) -> str:
-        return self.key_for(None)
 
 
 @dataclass
@@ -120,7 +75,30 @@ def _existing(session, task_row_ids: list[int], policy_id: int, key: str) -> dic
     return found
 
 
+@dataclass
+class SampleConfig:
+    """What ``codealign sample`` does; its flags set these fields (``--k`` -> ``k``, ``--temperature`` ->
+    ``sampling.temperature``, ...), a ``--config`` YAML may set any of them."""
+
+    policy: str = ""  # registered policy name or model directory
+    source: str = "basic"  # task suite
+    split: str = "train"  # train | test | pool
+    k: int = 4  # completions per task
+    limit: int | None = None  # only the first N tasks (by id)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    batch_size: int = 32  # sequences per generate call
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise UserError(f"--k must be positive, got {self.k}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be positive, got {self.limit}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be positive, got {self.batch_size}")
+
+
 def sample_to_db(
+    db,
     policy: str,
     source: str = "basic",
     split: str = "train",
@@ -129,7 +107,6 @@ def sample_to_db(
     limit: int | None = None,
     batch_size: int = 32,
     created_by: str | None = None,
-    db_url: str | None = None,
     progress: bool = True,
     task_ids: list[str] | None = None,
 ) -> SampleResult:
@@ -141,15 +118,14 @@ def sample_to_db(
     from tqdm.auto import tqdm
 
     from alignment.generation import generate, load_policy
-    from alignment.provenance import cli_actor
+    from codealign.provenance import cli_actor
     from db.models import Completion, Task
-    from db.session import session_scope
 
     if k < 1:
         raise UserError(f"--k must be positive, got {k}")
     params = params or SamplingParams()
     created_by = created_by or cli_actor()
-    with session_scope(db_url) as session:
+    with db.session() as session:
         row = resolve_policy(session, policy, created_by)
         policy_id, policy_name, checkpoint = row.id, row.name, row.checkpoint_path
         stored, key = params.stored(row.training_run_id), params.key_for(row.training_run_id)
@@ -167,7 +143,7 @@ def sample_to_db(
     bar = tqdm(total=len(tasks) * k, desc=f"sample {policy_name}", unit="completion", disable=not progress)
     for start in range(0, len(tasks), TASK_CHUNK):
         chunk = tasks[start : start + TASK_CHUNK]
-        with session_scope(db_url) as session:
+        with db.session() as session:
             done = _existing(session, [t.id for t in chunk], policy_id, key)
         todo = [t for t in chunk if len(done.get(t.id, {})) < k]
         new_rows: list[Completion] = []
@@ -199,7 +175,7 @@ def sample_to_db(
                     for index, text in enumerate(samples)
                     if index not in have
                 ]
-            with session_scope(db_url) as session:
+            with db.session() as session:
                 session.add_all(new_rows)
                 session.flush()
                 for completion in new_rows:
@@ -211,37 +187,3 @@ def sample_to_db(
         bar.update((len(chunk) - len(todo)) * k)  # generated ones were counted batch by batch
     bar.close()
     return result
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def add_sampling_arguments(parser, n_flag: str = "--k", n_default: int = 4) -> None:
-    parser.add_argument(
-        n_flag, type=int, default=n_default, help=f"completions per task (default {n_default})"
-    )
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
-
-
-def register(parser) -> None:
-    parser.add_argument("--policy", required=True, help="policy name or model directory")
-    parser.add_argument("--source", default="basic", help="task suite (default basic)")
-    parser.add_argument("--split", default="train", help="train | test | pool (default train)")
-    parser.add_argument("--limit", type=int, help="only the first N tasks (by id)")
-    add_sampling_arguments(parser)
-    parser.set_defaults(func=_command)
-
-
-def _command(args) -> int:
-    from alignment.quiet import quiet_libraries
-
-    quiet_libraries()
-    params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, args.seed)
-    result = sample_to_db(args.policy, args.source, args.split, args.k, params, args.limit, args.batch_size)
-    print(
-        f"{result.created} new completions ({result.reused} already there) for {result.tasks} tasks, "
-        f"policy '{result.policy_name}' (id {result.policy_id}), sampling key {result.sampling_key}"
-    )
-    return 0

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from alignment.errors import UserError
 from alignment.recipe import (
     RecipeConfig,
-    TaskSelection,
     answer_ids,
     check_common,
-    load_tasks,
     load_tokenizer,
     peft_config,
     prompt_ids,
@@ -33,6 +30,8 @@ from alignment.recipe import (
     trainer_args,
 )
 from alignment.runs import TrainOutcome, registered_run
+from codealign.errors import UserError
+from db.tasks import TaskSelection, load_tasks
 
 
 @dataclass
@@ -47,14 +46,14 @@ class SFTRecipeConfig(RecipeConfig):
     tasks: TaskSelection = field(default_factory=TaskSelection)
 
 
-def build_dataset(cfg: SFTRecipeConfig):
+def build_dataset(cfg: SFTRecipeConfig, db):
     from datasets import Dataset
 
     if "pool" in cfg.tasks.splits:
         raise UserError(
             "tasks.splits: SFT cannot use the pool split (RL prompts; its references are not for training)"
         )
-    specs = [t for t in load_tasks(cfg.tasks) if t.reference_solution]
+    specs = [t for t in load_tasks(cfg.tasks, db) if t.reference_solution]
     if not specs:
         raise UserError(f"SFT: no task with a reference solution in split(s) {','.join(cfg.tasks.splits)}")
     return Dataset.from_list([{"prompt": t.prompt, "completion": t.reference_solution} for t in specs])
@@ -75,14 +74,14 @@ def tokenize_separately(dataset, tokenizer):
     return dataset.map(encode, remove_columns=dataset.column_names)
 
 
-def train(cfg: SFTRecipeConfig) -> TrainOutcome:
+def train(cfg: SFTRecipeConfig, db) -> TrainOutcome:
     from trl import SFTConfig, SFTTrainer
 
     check_common(cfg)
     tokenizer = load_tokenizer(cfg.model_name_or_path)
-    dataset = tokenize_separately(build_dataset(cfg), tokenizer)
+    dataset = tokenize_separately(build_dataset(cfg, db), tokenizer)
     args = trainer_args(cfg, SFTConfig)
-    with registered_run("sft", cfg) as run:
+    with registered_run("sft", cfg, db) as run:
         trainer = SFTTrainer(
             model=cfg.model_name_or_path,
             args=args,
@@ -93,4 +92,4 @@ def train(cfg: SFTRecipeConfig) -> TrainOutcome:
         result = trainer.train(resume_from_checkpoint=run.resume_from)
         save_final(trainer, cfg, tokenizer)
         metrics = {**train_metrics(result, trainer), "num_examples": len(dataset)}
-        return run.complete(metrics, policy_stage="sft")
+        return run.complete(metrics)

@@ -29,10 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignment.errors import UserError
 from annotation_ui.config import AnnotateConfig
 from annotation_ui.users import ROLES, User, authenticate, require_user
-from db.session import session_scope
+from codealign.errors import UserError
+from db.session import Database
 
 SHORTCUTS = [
     ("a ... h", "select completion A ... H"),
@@ -54,7 +54,7 @@ class AppContext:
     """What every event handler needs; handlers get the user from the request, never from inputs."""
 
     cfg: AnnotateConfig
-    db_url: str
+    db: Database
     _sqlite_writer: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -62,16 +62,16 @@ class AppContext:
         """A DB transaction. On SQLite, one at a time per process: SQLite admits one writer, and its busy
         handler sleeps with back-off (up to 100 ms per retry) instead of queueing waiters, which made
         p95 latency explode under 20 concurrent annotators; a Python lock hands over immediately."""
-        if not self.db_url.startswith("sqlite"):
-            with session_scope(self.db_url) as session:
+        if not self.db.is_sqlite:
+            with self.db.session() as session:
                 yield session
             return
-        with self._sqlite_writer, session_scope(self.db_url) as session:
+        with self._sqlite_writer, self.db.session() as session:
             yield session
 
     def read_session(self):
         """A transaction for handlers that only read (reports, leaderboard): never waits for writers."""
-        return session_scope(self.db_url)
+        return self.db.session()
 
     def user(self, session, request, roles: tuple[str, ...] = ROLES) -> User:
         return require_user(session, getattr(request, "username", None), roles)
@@ -120,13 +120,13 @@ def shortcuts_markdown() -> str:
     return "| key | action |\n|---|---|\n" + rows
 
 
-def build_app(cfg: AnnotateConfig, db_url: str):
+def build_app(cfg: AnnotateConfig, db: Database):
     """The ``gr.Blocks`` app (not launched). Tabs a user may not use are hidden *and* refused server-side."""
     import gradio as gr
 
     from annotation_ui import page_admin, page_annotate, page_arena
 
-    ctx = AppContext(cfg=cfg, db_url=db_url)
+    ctx = AppContext(cfg=cfg, db=db)
     with gr.Blocks(title="codealign annotation", analytics_enabled=False) as demo:
         who = gr.Markdown(elem_id="who")
         with gr.Tabs():
@@ -172,17 +172,15 @@ class LaunchedApp:
 
 
 def launch_app(
-    cfg: AnnotateConfig, db_url: str, *, host: str | None = None, port: int | None = None, block: bool = True
+    cfg: AnnotateConfig, db: Database, *, host: str | None = None, port: int | None = None, block: bool = True
 ) -> LaunchedApp:
     """Serve the app. Guarantees: auth on, run history and monitoring off, no share link, the SQLite DB
     directory blocked from file serving. Non-guarantee: TLS (put a reverse proxy in front, see docs)."""
-    from sqlalchemy.engine import make_url
-
-    demo = build_app(cfg, db_url)
+    demo = build_app(cfg, db)
     demo.queue(default_concurrency_limit=8)
 
     def verify(name: str, password: str) -> bool:
-        with session_scope(db_url) as session:
+        with db.session() as session:
             return authenticate(session, name, password) is not None
 
     async def check_login(name: str, password: str) -> bool:
@@ -192,9 +190,8 @@ def launch_app(
         return await anyio.to_thread.run_sync(verify, name, password)
 
     blocked = []
-    parsed = make_url(db_url)
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        blocked.append(str(Path(parsed.database).resolve().parent))
+    if db.sqlite_path():
+        blocked.append(str(Path(db.sqlite_path()).resolve().parent))
 
     from annotation_ui.render import page_css
 

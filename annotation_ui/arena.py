@@ -4,7 +4,7 @@ Blindness guarantees: the page gets code and execution results only, labelled Le
 which policy is drawn from the OS RNG per pair and stored (``ArenaVote.left_is_a``); names are returned only
 by :func:`cast_vote`, after the vote is stored. A reviewer may vote once per pair; a pending pair is shown
 again after a reload instead of drawing a new one (no fishing for an easier task).
-Math: ties and "both bad" count half a win to each side (GUIDE §7); ratings on the Elo scale
+Math: ties and "both bad" count half a win to each side (as in Chatbot Arena); ratings on the Elo scale
 (400 log10 strength + 1000) with a weak prior (one virtual tie against a 1000-rated anchor per policy) so a
 policy without a loss still has a finite rating; 95% intervals from resampling votes with replacement.
 No gradio import; numpy and matplotlib are imported inside the functions that need them.

@@ -29,9 +29,9 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alignment.errors import UserError
 from annotation_ui.users import User
 from annotation_ui.views import CompletionView, load_completion_views
+from codealign.errors import UserError
 from db.models import Assignment, Completion, Ranking, RankingEntry, RankingItem, Task, utcnow
 
 MAX_TEXT = 5000  # comment

@@ -1,6 +1,6 @@
 """``AnnotateConfig``: everything the annotation app, the arena and ``codealign compare`` read.
 
-Loaded with :func:`alignment.config.load_config` from ``configs/annotate.yaml`` (defaults < YAML < CLI
+Loaded with :func:`codealign.config.load_config` from ``configs/annotate.yaml`` (defaults < YAML < CLI
 ``key=value``).
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from alignment.config import ConfigError
+from codealign.config import ConfigError
 
 SELECTION_POLICIES = ("random", "execution_ties_first", "reward_uncertainty")
 MAX_K = 8  # the page has this many completion slots

@@ -1,6 +1,6 @@
 """``codealign export preferences``: rankings -> pairwise preference data (HF ``datasets`` on disk + JSONL).
 
-Raw rankings stay in the DB; pairs are derived here (GUIDE §7). Within an item, every two completions with
+Raw rankings stay in the DB; pairs are derived here (as Argilla and Label Studio keep raw annotations). Within an item, every two completions with
 different ranks make a pair, chosen = the better rank; ties give no pair; ``margin`` is the rank gap
 (dense ranks, so 1 = adjacent). Across annotators of one item, ``consensus`` decides:
 
@@ -25,8 +25,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from alignment.config import ConfigError
-from alignment.errors import UserError
+from codealign.config import ConfigError
+from codealign.errors import UserError
 from db.models import Annotator, Completion, Ranking, RankingItem, Task
 
 CONSENSUS_RULES = ("none", "mean_rank", "majority", "unanimous")

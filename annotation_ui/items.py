@@ -4,7 +4,7 @@ Selection policies set ``RankingItem.priority`` (the app serves the highest firs
 
 * ``random``: a random order.
 * ``execution_ties_first``: items with two or more passing completions first. Execution already decides
-  correctness elsewhere; what is missing there is human judgment on readability (GUIDE §2, §7). Passing
+  correctness elsewhere; what is missing there is human judgment on readability (CodeRL, AceCoder and DeepSeek-Coder label correctness by execution). Passing
   completions are grouped together so that such items exist whenever a task has >= 2 passing samples.
 * ``reward_uncertainty``: items whose completions a reward model scores closest together first. Needs a
   ``scorer`` (completion texts -> scores); none ships yet, the hook is here for when a reward model exists.
@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alignment.errors import UserError
 from annotation_ui.config import MAX_K, SELECTION_POLICIES
+from codealign.errors import UserError
 from db.models import Completion, Execution, RankingItem, Task
 
 Scorer = Callable[[Sequence[str]], Sequence[float]]
@@ -74,11 +74,11 @@ def _distinct_texts(pairs: list[tuple[Completion, Execution]]) -> list[tuple[Com
     return out
 
 
-def _priority(policy: str, group: list[tuple[Completion, Execution]], rng: random.Random, scorer) -> float:
+def _priority(selection: str, group: list[tuple[Completion, Execution]], rng: random.Random, scorer) -> float:
     jitter = rng.random()  # random order within a priority class
-    if policy == "random":
+    if selection == "random":
         return jitter
-    if policy == "execution_ties_first":
+    if selection == "execution_ties_first":
         return (1.0 if _is_execution_tie(group) else 0.0) + jitter
     scores = [float(s) for s in scorer([c.text for c, _ in group])]
     return -(max(scores) - min(scores)) + 1e-6 * jitter  # closest scores = most uncertain = first
@@ -92,7 +92,7 @@ def build_items(
     session: Session,
     *,
     k: int,
-    policy: str,
+    selection: str,
     required_annotations: int,
     seed: int,
     source: str | None = None,
@@ -105,14 +105,14 @@ def build_items(
     """Create ``RankingItem`` rows of ``k`` completions from scored, not yet itemised completions.
 
     Returns the number of items created (0 when nothing new). Raises ``UserError`` for a bad ``k``,
-    ``policy``, ``required_annotations``, ``overlap_share`` or ``overlap_annotations``, or
+    ``selection``, ``required_annotations``, ``overlap_share`` or ``overlap_annotations``, or
     ``reward_uncertainty`` without a ``scorer``.
     """
     if not 2 <= k <= MAX_K:
         raise UserError(f"k: must be between 2 and {MAX_K}, got {k}")
-    if policy not in SELECTION_POLICIES:
-        raise UserError(f"selection policy {policy!r}: must be one of {', '.join(SELECTION_POLICIES)}")
-    if policy == "reward_uncertainty" and scorer is None:
+    if selection not in SELECTION_POLICIES:
+        raise UserError(f"selection policy {selection!r}: must be one of {', '.join(SELECTION_POLICIES)}")
+    if selection == "reward_uncertainty" and scorer is None:
         raise UserError(
             "selection policy 'reward_uncertainty' needs a reward model scorer; none is configured"
         )
@@ -132,7 +132,7 @@ def build_items(
     for task_id, pairs in _scored_completions_by_task(session, source, split).items():
         fresh = _distinct_texts([(c, e) for c, e in pairs if c.id not in used])
         rng.shuffle(fresh)
-        if policy == "execution_ties_first":
+        if selection == "execution_ties_first":
             fresh.sort(key=lambda ce: ce[1].verdict != "passed")  # stable: passing ones first, still shuffled
         for start in range(0, len(fresh) - k + 1, k):
             group = fresh[start : start + k]
@@ -140,7 +140,7 @@ def build_items(
                 task_id=task_id,
                 completion_ids=[c.id for c, _ in group],
                 required_annotations=required_annotations,
-                priority=_priority(policy, group, rng, scorer),
+                priority=_priority(selection, group, rng, scorer),
                 execution_tie=_is_execution_tie(group),
                 created_by=created_by,
             )

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from alignment.errors import UserError
 from annotation_ui import arena as service
 from annotation_ui.app import AppContext, guarded, refusal_html
 from annotation_ui.render import completion_html, prompt_html
+from codealign.errors import UserError
 
 REVIEWER_ROLES = ("reviewer", "admin")
 BUTTONS = {

@@ -151,7 +151,7 @@ def _add_static_scores(session: Session, completions: list[tuple[int, str, str]]
 
 
 def prepare_demo_db(
-    url: str,
+    db,
     *,
     accounts: dict[str, str],
     password: str,
@@ -160,24 +160,23 @@ def prepare_demo_db(
     k: int = 3,
     required_annotations: int = 2,
 ) -> int:
-    """Migrate ``url``, add sample data, the ``accounts`` (name -> role) and ranking items; return items.
+    """Migrate ``db`` (a ``Database``), add sample data, the ``accounts`` (name -> role) and ranking items; return items.
 
     One set-up for the app tests, the browser test, the load benchmark and the docs screenshots.
     """
     from annotation_ui.items import build_items
     from annotation_ui.users import add_user
     from db.migrate import upgrade
-    from db.session import session_scope
 
-    upgrade(url)
-    with session_scope(url) as session:
+    upgrade(db)
+    with db.session() as session:
         seed_sample_data(session, tasks=tasks, per_policy=per_policy)
         for name, role in accounts.items():
             add_user(session, name, password, role, created_by=ACTOR)
         return build_items(
             session,
             k=k,
-            policy="execution_ties_first",
+            selection="execution_ties_first",
             required_annotations=required_annotations,
             seed=0,
             created_by=ACTOR,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 from db.models import Annotator
 
 ROLES = ("annotator", "reviewer", "admin")

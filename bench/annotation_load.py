@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from annotation_ui.app import refusal_reason
 from annotation_ui.config import MAX_K
 from annotation_ui.sample_data import free_port, prepare_demo_db
+from db.session import Database
 
 PASSWORD = "bench-password"
 GOAL_P95_MS = 150.0
@@ -96,13 +97,12 @@ def annotator(
         errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
 
-def count_rows(db_url: str, acked: list) -> tuple[int, int, int]:
+def count_rows(db, acked: list) -> tuple[int, int, int]:
     from sqlalchemy import func, select
 
     from db.models import Annotator, Ranking
-    from db.session import session_scope
 
-    with session_scope(db_url) as session:
+    with db.session() as session:
         rows = session.execute(
             select(Annotator.name, Ranking.assignment_id).join(
                 Annotator, Annotator.id == Ranking.annotator_id
@@ -131,7 +131,7 @@ def main() -> int:
     accounts = {f"annotator{i:02d}": "annotator" for i in range(args.annotators)}
     t0 = time.perf_counter()
     items = prepare_demo_db(
-        db_url,
+        Database.at(db_url),
         accounts=accounts,
         password=PASSWORD,
         tasks=args.submissions + 20,
@@ -187,7 +187,7 @@ def main() -> int:
         server.wait(timeout=30)
         server_log.close()
 
-    stored, lost, duplicated = count_rows(db_url, acked)
+    stored, lost, duplicated = count_rows(Database.at(db_url), acked)
     ms = sorted(1000 * x for x in latencies) or [float("nan")]
     p50, p95, p99 = (percentile(ms, q) for q in (0.50, 0.95, 0.99))
     print(f"annotators: {args.annotators}  think time: {args.think_ms:.0f} ms mean  k: {args.k}")

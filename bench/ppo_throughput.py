@@ -12,7 +12,6 @@ phase, sampled tokens per second and the PPO-updated tokens per second.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -27,13 +26,14 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
-    from alignment.config import load_config, parse_overrides, read_yaml
     from alignment.ppo import PPORecipeConfig, train
+    from codealign.config import load_config, parse_overrides, read_yaml
     from db.migrate import upgrade
+    from db.session import Database
 
     work = Path(tempfile.mkdtemp(prefix="ppo_bench_"))
-    os.environ["CODEALIGN_DB_URL"] = f"sqlite:///{work / 'bench.db'}"
-    upgrade(os.environ["CODEALIGN_DB_URL"])
+    db = Database.at(f"sqlite:///{work / 'bench.db'}")
+    upgrade(db)
     policy = args.policy
     if policy is None:
         from alignment.model_init import init_model
@@ -49,7 +49,7 @@ def main() -> None:
         "tasks": {"dataset": "basic", "splits": ["pool"], "load_from": "generator"},
     }
     cfg = load_config(PPORecipeConfig, REPO / "configs" / "ppo.yaml", overrides)
-    history = train(cfg).metrics["log_history"][1:]  # the first step pays for sandbox start-up
+    history = train(cfg, db).metrics["log_history"][1:]  # the first step pays for sandbox start-up
     rollout = statistics.mean(r["time/rollout_s"] for r in history)
     update = statistics.mean(r["time/update_s"] for r in history)
     tokens = statistics.mean(r["response_length"] for r in history) * cfg.rollout_batch_size

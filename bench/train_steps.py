@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _pairs_file(directory: Path, n: int) -> Path:
-    from alignment.tasks.basic import generate_suite
+    from codealign.tasks.basic import generate_suite
 
     tasks = [t for t in generate_suite(0) if t.split == "train"][:n]
     path = directory / "preferences.jsonl"
@@ -54,10 +54,11 @@ def main() -> None:
 
     from transformers import TrainerCallback
 
-    from alignment.config import load_config
     from alignment.model_init import init_model
-    from alignment.train_cli import STAGES, stage_config_class
+    from alignment.stages import stage_config_class, train_stage
+    from codealign.config import load_config
     from db.migrate import upgrade
+    from db.session import Database
 
     times: list[float] = []
 
@@ -80,8 +81,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        os.environ["CODEALIGN_DB_URL"] = f"sqlite:///{tmp / 'bench.db'}"
-        upgrade()
+        db = Database.at(f"sqlite:///{tmp / 'bench.db'}")
+        upgrade(db)
         model = args.model or str(init_model(tmp / "base", preset="tiny"))
         pairs = _pairs_file(tmp, 400)
         yaml_of = {"sft": "sft.yaml", "reward": "reward_model.yaml", "dpo": "dpo.yaml", "grpo": "grpo.yaml"}
@@ -104,9 +105,8 @@ def main() -> None:
                 **stage_extra[stage],
             }
             cfg = load_config(stage_config_class(stage), ROOT / "configs" / yaml_of[stage], overrides)
-            module = __import__(STAGES[stage][0], fromlist=["train"])
             start = time.perf_counter()
-            module.train(cfg)
+            train_stage(stage, cfg, db)
             total = time.perf_counter() - start
             steady = times[1:] or times
             batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps

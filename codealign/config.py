@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 
 T = TypeVar("T")
 
@@ -117,7 +117,8 @@ def _init_fields(obj: Any) -> dict[str, Any]:
     }
 
 
-def _field_default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a dataclass field (its factory called)."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -132,10 +133,10 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     for key, value in data.items():
         if key not in fields:
             raise ConfigError(f"{where}: unknown key '{key}'{_closest(str(key), list(fields))}")
-        default = _field_default(fields[key])
+        default = field_default(fields[key])
         if isinstance(value, dict) and dataclasses.is_dataclass(default) and not isinstance(default, type):
             # A partial section keeps the field's own default values (which may differ from the class's).
-            value = _merge(_init_fields(default), value)
+            value = merge_dicts(_init_fields(default), value)
         kwargs[key] = _coerce(
             value, hints[key], f"{where}: '{key}'" if ":" not in where else f"{where}.{key}"
         )
@@ -168,42 +169,36 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     return data
 
 
-def add_overrides(parser, help: str = "config overrides (dotted keys reach nested sections)") -> None:
-    """The ``KEY=VALUE ...`` positional of a config-driven command. The CLI also collects ``KEY=VALUE`` words
-    written after other options into it (argparse would call them unrecognized), so
-    ``codealign train dpo --config c.yaml --accelerate a.yaml max_steps=1`` works as it reads."""
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help)
-    parser.set_defaults(takes_overrides=True)
-
-
-def is_override(word: str) -> bool:
-    return (
-        not word.startswith("-")
-        and "=" in word
-        and word.split("=", 1)[0].replace(".", "").replace("_", "").isalnum()
-    )
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
+def merge_dicts(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Later parts over earlier ones, nested mappings merged key by key (none is modified)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge_dicts(out[key], value)
+            else:
+                out[key] = value
     return out
 
 
-# Shipped YAMLs name each other as "configs/<file>.yaml" (e.g. grpo.yaml's reward_config): such a path that is
-# not found from the working directory is looked up in the checkout the package runs from.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+def shipped_configs() -> Path:
+    """The directory of the shipped YAMLs: package data ``codealign.configs``, which is the repository's
+    ``configs/`` in a checkout (an editable install maps it there) and ``codealign/configs/`` in a wheel."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("codealign.configs")))
 
 
 def config_path(path: str | Path) -> Path:
-    """``path`` from the working directory, else the shipped file of that name; ConfigError if neither."""
+    """``path`` from the working directory, else the shipped config it names; ConfigError if neither.
+
+    Shipped configs are named ``configs/<file>.yaml`` as in the repository (grpo.yaml's ``reward_config``,
+    the README's commands), so the same name works in a checkout, from any directory, and from a wheel."""
     path = Path(path)
-    if not path.is_file() and not path.is_absolute() and (PROJECT_ROOT / path).is_file():
-        path = PROJECT_ROOT / path
+    if not path.is_file() and not path.is_absolute() and path.parts[:1] == ("configs",):
+        shipped = shipped_configs().joinpath(*path.parts[1:])
+        if shipped.is_file():
+            path = shipped
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     return path
@@ -234,7 +229,7 @@ def load_config(
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     if not extra:
         return cfg
-    return _build(cls, _merge(data, extra), "command line")
+    return _build(cls, merge_dicts(data, extra), "command line")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

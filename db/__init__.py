@@ -1,5 +1,9 @@
-"""codealign's database: SQLAlchemy models, Alembic migrations and session helpers. Imports no torch."""
+"""codealign's database: SQLAlchemy models, Alembic migrations, the ``Database`` handle, task access.
 
-from db.session import DEFAULT_DB_URL, db_url, get_engine, session_scope
+Imports no torch. Layers above pass a :class:`~db.session.Database` explicitly; nothing here reads the
+environment.
+"""
 
-__all__ = ["DEFAULT_DB_URL", "db_url", "get_engine", "session_scope"]
+from db.session import DEFAULT_DB_URL, Database, db_url
+
+__all__ = ["DEFAULT_DB_URL", "Database", "db_url"]

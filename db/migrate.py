@@ -11,15 +11,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import OperationalError
 
-from db.session import as_user_error, db_url, get_engine
+from db.session import Database, as_user_error, get_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def alembic_config(url: str | None = None) -> Config:
+def alembic_config(db: Database) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", db_url(url).replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
     return cfg
 
 
@@ -34,28 +34,30 @@ class SchemaState:
         return self.current == self.head
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> SchemaState:
-    get_engine(url, create=True)  # the one command allowed to create a SQLite file; env.py reuses this engine
+def upgrade(db: Database, revision: str = "head") -> SchemaState:
+    get_engine(
+        db.url, create=True
+    )  # the one command allowed to create a SQLite file; env.py reuses this engine
     try:
-        command.upgrade(alembic_config(url), revision)
+        command.upgrade(alembic_config(db), revision)
     except OperationalError as exc:
-        raise as_user_error(exc, db_url(url)) from exc
-    return current(url)
+        raise as_user_error(exc, db.url) from exc
+    return current(db)
 
 
-def downgrade(url: str | None = None, revision: str = "-1") -> SchemaState:
+def downgrade(db: Database, revision: str = "-1") -> SchemaState:
     try:
-        command.downgrade(alembic_config(url), revision)
+        command.downgrade(alembic_config(db), revision)
     except OperationalError as exc:
-        raise as_user_error(exc, db_url(url)) from exc
-    return current(url)
+        raise as_user_error(exc, db.url) from exc
+    return current(db)
 
 
-def current(url: str | None = None) -> SchemaState:
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+def current(db: Database) -> SchemaState:
+    head = ScriptDirectory.from_config(alembic_config(db)).get_current_head()
     try:
-        with get_engine(url).connect() as conn:
+        with db.engine.connect() as conn:
             rev = MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
-        raise as_user_error(exc, db_url(url)) from exc
-    return SchemaState(url=db_url(url), current=rev, head=head)
+        raise as_user_error(exc, db.url) from exc
+    return SchemaState(url=db.url, current=rev, head=head)

@@ -1,10 +1,11 @@
-"""Engines and sessions.
+"""The database handle every layer is given: :class:`Database` (a URL, its cached engine, transactions).
 
-URL resolution (first wins): explicit argument > ``--db`` (exported by the CLI as ``CODEALIGN_DB_URL``) >
-``$CODEALIGN_DB_URL`` > ``sqlite:///codealign.db`` (a file in the current directory, like MLflow's
-``mlruns``). SQLite connections run with WAL, ``foreign_keys=ON`` and a busy timeout so the annotation app,
-``codealign score`` and a training run can share one file. PostgreSQL URLs
-(``postgresql+psycopg://user:pw@host/db``) work unchanged.
+State is passed, never read from the environment here: the CLI turns ``--db`` (default
+``$CODEALIGN_DB_URL``, else ``sqlite:///codealign.db``, a file in the current directory like MLflow's
+``mlruns``) into one ``Database`` and hands it to the command; library functions take it as an argument.
+SQLite connections run with WAL, ``foreign_keys=ON`` and a busy timeout so the annotation app, ``codealign
+score`` and a training run can share one file. PostgreSQL URLs (``postgresql://user:pw@host/db``) work
+unchanged (psycopg 3).
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 
 DEFAULT_DB_URL = "sqlite:///codealign.db"
+DB_URL_ENV = "CODEALIGN_DB_URL"  # the default of the CLI's --db (read by the CLI only)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _engines: dict[str, Engine] = {}
@@ -29,7 +32,9 @@ _lock = threading.Lock()
 
 
 def db_url(url: str | None = None) -> str:
-    url = url or os.environ.get("CODEALIGN_DB_URL") or DEFAULT_DB_URL
+    """``url`` (default: ``sqlite:///codealign.db``) checked and normalised: psycopg 3 as the PostgreSQL
+    driver, a relative SQLite path made absolute; a one-line ``UserError`` for a malformed or unknown one."""
+    url = url or DEFAULT_DB_URL
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]  # psycopg 3 is the driver we ship
     try:
@@ -61,7 +66,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def get_engine(url: str | None = None, *, create: bool = False) -> Engine:
+def get_engine(url: str, *, create: bool = False) -> Engine:
     """One cached engine per URL (pools are per engine).
 
     A SQLite file that does not exist is refused unless ``create`` (``codealign db upgrade`` passes it):
@@ -101,8 +106,45 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+@dataclass(frozen=True)
+class Database:
+    """One database: ``url`` is resolved by :func:`db_url`. Cheap to create and to pass around; engines are
+    cached per URL, so two handles on one URL share a connection pool."""
+
+    url: str
+
+    @classmethod
+    def at(cls, url: str | None = None) -> Database:
+        return cls(db_url(url))
+
+    @property
+    def engine(self) -> Engine:
+        return get_engine(self.url)
+
+    def session(self) -> AbstractContextManager[Session]:
+        """A transaction: commits on success, rolls back on any exception (nothing half-written)."""
+        return session_scope(self.url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    def sqlite_path(self) -> str | None:
+        """The file of a SQLite database (None for in-memory or other backends)."""
+        path = make_url(self.url).database if self.is_sqlite else None
+        return path if path not in (None, "", ":memory:") else None
+
+    def exists(self) -> bool:
+        """False only for a SQLite file that is not there (connecting would create an empty one)."""
+        path = self.sqlite_path()
+        return path is None or os.path.exists(path)
+
+    def __str__(self) -> str:
+        return redact(self.url)
+
+
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
+def session_scope(url: str) -> Iterator[Session]:
     """A transaction: commits on success, rolls back on any exception (nothing half-written)."""
     session = sessionmaker(bind=get_engine(url), expire_on_commit=False)()
     try:

@@ -1,18 +1,19 @@
 """Run a program against a task's tests in the sandbox; one result dataclass per run.
 
 The program under test is ``prompt + completion``; each entry of ``tests`` is a self-contained snippet run
-after it in a copy of the program's globals (with builtins as they were before the program ran). Partial
-credit is ``tests_passed / tests_total``.
+after it, in a namespace of the program's names (or, when the pool is given the prompt, the prompt's names
+and the program's entry point) with pristine builtins. Partial credit is ``tests_passed / tests_total``.
 
 Verdicts (first non-passing test decides when several fail):
 
 * ``passed`` — every test ran and none raised;
-* ``failed`` — a test raised ``AssertionError``;
+* ``failed`` — a test raised ``AssertionError``, or the program tried to fool its tests
+  (``error_type="RewardHack"``, no test counts);
 * ``runtime_error`` — the program or a test raised anything else (``error_type`` names it), or the process
   exited/was killed before the tests finished (``EarlyExit``, ``SIGSEGV``...);
 * ``syntax_error`` — the program does not compile;
 * ``timeout`` — the wall-clock (or CPU) limit hit; tests that finished before still count;
-* ``memory_exceeded`` — ``MemoryError`` or killed by the kernel for memory;
+* ``memory_exceeded`` — ``MemoryError``, or killed at the run's memory cgroup limit;
 * ``sandbox_error`` — our infrastructure failed; never the program's fault (rewards skip these).
 
 See :mod:`reward._worker` for what the isolation guarantees and what it does not.
@@ -36,6 +37,14 @@ DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MEMORY_MB = 512
 
 
+def pass_ratio(verdict: str, tests_passed: int, tests_total: int) -> float:
+    """Partial credit: the share of tests passed (1 for ``passed``); the one definition, for results and for
+    stored ``Execution`` rows alike."""
+    if verdict == "passed":
+        return 1.0
+    return tests_passed / tests_total if tests_total else 0.0
+
+
 @dataclass
 class ExecutionResult:
     """Outcome of one program; the first eight fields are the columns of the DB ``Execution`` row."""
@@ -52,7 +61,7 @@ class ExecutionResult:
 
     @property
     def pass_ratio(self) -> float:
-        return self.tests_passed / self.tests_total if self.tests_total else float(self.verdict == "passed")
+        return pass_ratio(self.verdict, self.tests_passed, self.tests_total)
 
     @property
     def passed(self) -> bool:

@@ -1,7 +1,7 @@
 """The combined reward and its TRL-compatible reward callables.
 
-    from reward.rewards import RewardConfig, make_combined_reward
-    cfg = load_config(RewardConfig, "configs/reward_weights.yaml")
+    from reward.rewards import RewardFunctionConfig, make_combined_reward
+    cfg = load_config(RewardFunctionConfig, "configs/reward_weights.yaml")
     reward_fn = make_combined_reward(cfg, scorer=None)   # GRPOTrainer(reward_funcs=[reward_fn], ...)
 
 A callable has TRL's signature ``fn(prompts, completions, completion_ids=None, **columns) -> list[float]``;
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 from reward.shaping import combine, execution_score, static_score
 from reward.static import StaticResult
 
@@ -36,8 +36,10 @@ Scorer = Callable[[list[Any], list[Any]], Sequence[float]]
 
 
 @dataclass
-class RewardConfig:
-    """Weights and limits of the combined reward (``configs/reward_weights.yaml``)."""
+class RewardFunctionConfig:
+    """How the reward functions score code: shaping, weights, sandbox limits (``configs/reward_weights.yaml``).
+
+    Not TRL's ``RewardConfig`` (the reward-*model* trainer's arguments, used by ``train reward_model``)."""
 
     execution_weight: float = 1.0
     static_weight: float = 0.1  # a tie-breaker among programs with equal execution reward
@@ -111,7 +113,7 @@ def compute_rewards(
     prompts: Sequence[Any],
     completions: Sequence[Any],
     tests: Sequence[Sequence[str]],
-    cfg: RewardConfig,
+    cfg: RewardFunctionConfig,
     *,
     use_execution: bool = True,
     use_static: bool = True,
@@ -137,8 +139,13 @@ def compute_rewards(
         thread.start()
     if use_execution:
         pool = get_pool(cfg.workers)
+        # the prompt travels too (plain text only): the tests then see its own helpers, not redefinitions
+        requests = [
+            (program, list(t), _text(p)) if isinstance(c, str) else (program, list(t))
+            for program, t, p, c in zip(programs, tests, prompts, completions)
+        ]
         executions = pool.run_batch(
-            list(zip(programs, tests)),
+            requests,
             timeout_s=cfg.timeout_s,
             memory_mb=cfg.memory_mb,
             batch_timeout_s=cfg.batch_timeout_s,
@@ -175,8 +182,10 @@ def compute_rewards(
     return out
 
 
-def _make(name: str, cfg: RewardConfig | None, use_execution: bool, use_static: bool, scorer: Scorer | None):
-    cfg = cfg or RewardConfig()
+def _make(
+    name: str, cfg: RewardFunctionConfig | None, use_execution: bool, use_static: bool, scorer: Scorer | None
+):
+    cfg = cfg or RewardFunctionConfig()
 
     def reward_fn(prompts, completions, completion_ids=None, **columns) -> list[float]:
         tests = _tests_column(columns, len(completions)) if use_execution else [[] for _ in completions]
@@ -212,18 +221,18 @@ def _log(columns: dict, name: str, parts: list[RewardBreakdown]) -> None:
         log_extra(f"{name}_verdict", [p.verdict for p in parts])
 
 
-def execution_reward(cfg: RewardConfig | None = None) -> Callable[..., list[float]]:
+def execution_reward(cfg: RewardFunctionConfig | None = None) -> Callable[..., list[float]]:
     """Shaped execution reward only (RLTF partial credit by default)."""
     return _make("execution_reward", cfg, use_execution=True, use_static=False, scorer=None)
 
 
-def static_reward(cfg: RewardConfig | None = None) -> Callable[..., list[float]]:
+def static_reward(cfg: RewardFunctionConfig | None = None) -> Callable[..., list[float]]:
     """Static signals only (0..1 weighted mean), scaled by ``static_weight``; no execution."""
     return _make("static_reward", cfg, use_execution=False, use_static=True, scorer=None)
 
 
 def make_combined_reward(
-    cfg: RewardConfig | None = None, scorer: Scorer | None = None
+    cfg: RewardFunctionConfig | None = None, scorer: Scorer | None = None
 ) -> Callable[..., list[float]]:
     """Execution + static + (with ``scorer``) learned reward-model score, weighted by ``cfg``."""
     return _make("combined_reward", cfg, use_execution=True, use_static=True, scorer=scorer)

@@ -19,14 +19,26 @@ DEGRADED_WARNING = (
 
 @dataclass
 class ScoreOptions:
-    policy: str | None = None
-    source: str | None = None
-    limit: int | None = None
-    workers: int | None = None
-    timeout_s: float = 5.0
-    memory_mb: int = 512
-    batch_size: int = 256
+    """What ``codealign score`` scores and how; its flags set these fields."""
+
+    policy: str | None = None  # only completions of this policy (by name)
+    source: str | None = None  # only tasks of this suite
+    limit: int | None = None  # score at most this many completions
+    workers: int | None = None  # sandbox workers (None: CPU count + 1)
+    timeout_s: float = 5.0  # seconds per program
+    memory_mb: int = 512  # memory cap per program
+    batch_size: int = 256  # completions per commit
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        from codealign.errors import UserError
+
+        for name in ("limit", "workers", "batch_size", "memory_mb"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.timeout_s <= 0:
+            raise UserError(f"--timeout must be positive, got {self.timeout_s}")
 
 
 @dataclass
@@ -60,7 +72,7 @@ def _pending_ids(session, opts: ScoreOptions) -> list[int]:
     if opts.policy:
         policy_id = session.scalar(select(Policy.id).where(Policy.name == opts.policy))
         if policy_id is None:
-            from alignment.errors import UserError
+            from codealign.errors import UserError
 
             raise UserError(f"--policy: no policy named {opts.policy!r} in the database")
         query = query.where(Completion.policy_id == policy_id)
@@ -72,12 +84,11 @@ def _pending_ids(session, opts: ScoreOptions) -> list[int]:
 
 
 def score_missing(
-    opts: ScoreOptions, created_by: str, warn: Callable[[str], None] = print, db_url: str | None = None
+    opts: ScoreOptions, created_by: str, warn: Callable[[str], None] = print, *, db
 ) -> ScoreSummary:
-    from db.session import session_scope
     from reward.pool import get_pool
 
-    with session_scope(db_url) as session:
+    with db.session() as session:
         pending = _pending_ids(session, opts)
     summary = ScoreSummary()
     if not pending:
@@ -89,7 +100,7 @@ def score_missing(
     bar = _progress(len(pending), opts.progress)
     try:
         for start in range(0, len(pending), opts.batch_size):
-            _score_batch(pending[start : start + opts.batch_size], opts, created_by, summary, bar, db_url)
+            _score_batch(pending[start : start + opts.batch_size], opts, created_by, summary, bar, db)
     finally:
         if bar is not None:
             bar.close()
@@ -104,18 +115,15 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="completion", desc="scoring")
 
 
-def _score_batch(
-    ids: list[int], opts: ScoreOptions, created_by: str, summary: ScoreSummary, bar, db_url
-) -> None:
+def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: ScoreSummary, bar, db) -> None:
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
     from db.models import Completion, Execution, StaticScore
-    from db.session import session_scope
     from reward.pool import get_pool
     from reward.static import analyze_batch
 
-    with session_scope(db_url) as session:
+    with db.session() as session:
         rows = session.scalars(
             select(Completion)
             .where(Completion.id.in_(ids))
@@ -128,7 +136,7 @@ def _score_batch(
         to_run = [c for c in rows if c.execution is None]
         to_analyze = [c for c in rows if c.static_score is None]
         results = get_pool(opts.workers).run_batch(
-            [(c.task.prompt + c.text, _tests_of(c.task)) for c in to_run],
+            [(c.task.prompt + c.text, _tests_of(c.task), c.task.prompt) for c in to_run],
             timeout_s=opts.timeout_s,
             memory_mb=opts.memory_mb,
             on_result=(lambda i, r: bar.update(1)) if bar is not None else None,

@@ -1,6 +1,6 @@
 """Reward shaping: pure functions from execution/static results to scalars. No I/O, no torch.
 
-Execution (CodeRL/RLTF, GUIDE §2): every verdict has a base reward (all pass +1, failed tests -0.3, runtime
+Execution (CodeRL, Le et al. 2022; RLTF, Liu et al. 2023): every verdict has a base reward (all pass +1, failed tests -0.3, runtime
 error -0.6, syntax error -1 by default). With partial credit a non-passing program that ran some tests earns
 ``base + (passed_reward - base) * pass_ratio`` — for ``failed`` exactly RLTF's ``-0.3 + 1.3 * pass_ratio``.
 Syntax errors get no partial credit (nothing ran). ``sandbox_error`` is our failure, never the program's: it
@@ -14,7 +14,7 @@ from reward.static import StaticResult
 
 
 def execution_score(result: ExecutionResult, cfg) -> float:
-    """Shaped execution reward; ``cfg`` is a :class:`reward.rewards.RewardConfig` (its *_reward fields)."""
+    """Shaped execution reward; ``cfg`` is a :class:`reward.rewards.RewardFunctionConfig` (its *_reward fields)."""
     base = {
         "passed": cfg.passed_reward,
         "failed": cfg.failed_reward,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignment.tasks.basic import generate_suite
-from alignment.tasks.importer import import_tasks
+from codealign.tasks.basic import generate_suite
 from db.models import Completion, Execution, Policy, Task
 from db.session import session_scope
+from db.tasks import import_tasks
 
 # (text suffix, tests passed out of 5): a full pass, a partial pass, a total failure per task
 VARIANTS = (("", 5), ("    x = x\n", 3), (None, 0))

@@ -16,17 +16,28 @@ def _sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'codealign.db'}"
 
 
-@pytest.fixture
-def db_url(tmp_path, monkeypatch):
-    """A fresh, migrated SQLite database; also the default for code that reads CODEALIGN_DB_URL."""
-    from db.migrate import upgrade
-    from db.session import dispose_engines
+@pytest.fixture(autouse=True)
+def _no_database_from_the_environment(monkeypatch):
+    """Code under test gets its database passed; a user's $CODEALIGN_DB_URL must not leak into a test."""
+    monkeypatch.delenv("CODEALIGN_DB_URL", raising=False)
 
-    url = _sqlite_url(tmp_path)
-    upgrade(url)
-    monkeypatch.setenv("CODEALIGN_DB_URL", url)
-    yield url
+
+@pytest.fixture
+def db(tmp_path):
+    """A fresh, migrated SQLite ``Database`` (passed explicitly to what the test calls)."""
+    from db.migrate import upgrade
+    from db.session import Database, dispose_engines
+
+    database = Database.at(_sqlite_url(tmp_path))
+    upgrade(database)
+    yield database
     dispose_engines()
+
+
+@pytest.fixture
+def db_url(db):
+    """The URL of ``db``: for the command line (``--db``) and subprocesses."""
+    return db.url
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from annotation_ui.config import MAX_K, AnnotateConfig
 from annotation_ui.sample_data import free_port, prepare_demo_db
 from annotation_ui.users import set_active
 from db.models import ArenaVote, Assignment, Ranking
-from db.session import dispose_engines, session_scope
+from db.session import Database, dispose_engines, session_scope
 
 PASSWORD = "annotate-app-pass"
 ACCOUNTS = {
@@ -39,9 +39,15 @@ RADIOS = slice(3 + MAX_K, 3 + 2 * MAX_K)
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('annotate') / 'app.db'}"
-    prepare_demo_db(url, accounts=ACCOUNTS, password=PASSWORD, tasks=16)  # items left for every test
+    prepare_demo_db(
+        Database.at(url), accounts=ACCOUNTS, password=PASSWORD, tasks=16
+    )  # items left for every test
     launched = launch_app(
-        AnnotateConfig(k=3, bootstrap_rounds=20), url, host="127.0.0.1", port=free_port(), block=False
+        AnnotateConfig(k=3, bootstrap_rounds=20),
+        Database.at(url),
+        host="127.0.0.1",
+        port=free_port(),
+        block=False,
     )
     yield launched.url, url
     launched.demo.close()

@@ -12,13 +12,13 @@ from db.session import session_scope
 def test_build_only_creates_items_once(db_url, capsys):
     with session_scope(db_url) as s:
         seed_sample_data(s, tasks=3, per_policy=2)
-    assert main(["annotate", "--build-only", "--config", "configs/annotate.yaml", "k=2"]) == 0
+    assert main(["--db", db_url, "annotate", "--build-only", "--config", "configs/annotate.yaml", "k=2"]) == 0
     assert "ranking item(s) of 2 completions (execution_ties_first)" in capsys.readouterr().out
     with session_scope(db_url) as s:
         items = s.query(RankingItem).all()
         assert items and all(len(i.completion_ids) == 2 and i.required_annotations == 3 for i in items)
         assert items[0].created_by.startswith("cli:")
-    assert main(["annotate", "--build-only", "k=2"]) == 0
+    assert main(["--db", db_url, "annotate", "--build-only", "k=2"]) == 0
     assert "created 0 ranking item(s)" in capsys.readouterr().out
 
 
@@ -26,22 +26,24 @@ def test_build_only_passes_the_overlap_settings(db_url, capsys):
     with session_scope(db_url) as s:
         seed_sample_data(s, tasks=6, per_policy=2)
     args = ["annotate", "--build-only", "k=2", "required_annotations=1", "overlap_share=0.5"]
-    assert main([*args, "overlap_annotations=4"]) == 0
+    assert main(["--db", db_url, *args, "overlap_annotations=4"]) == 0
     with session_scope(db_url) as s:
         needs = [i.required_annotations for i in s.query(RankingItem)]
     assert set(needs) == {1, 4} and needs.count(4) == round(len(needs) / 2)
 
 
 def test_bad_config_is_one_line_error(db_url, capsys, tmp_path):
-    assert main(["annotate", "--build-only", "k=9"]) == 2
+    assert main(["--db", db_url, "annotate", "--build-only", "k=9"]) == 2
     assert "k: must be between 2 and 8" in capsys.readouterr().err
-    assert main(["annotate", "--build-only", "selection_policy=newest"]) == 2
+    assert main(["--db", db_url, "annotate", "--build-only", "selection_policy=newest"]) == 2
     assert "selection_policy" in capsys.readouterr().err
-    assert main(["annotate", "--build-only", f"guidelines_file={tmp_path / 'missing.md'}"]) == 2
+    assert (
+        main(["--db", db_url, "annotate", "--build-only", f"guidelines_file={tmp_path / 'missing.md'}"]) == 2
+    )
     assert "guidelines_file: no such file" in capsys.readouterr().err
-    assert main(["annotate", "--build-only", "overlap_share=2"]) == 2
+    assert main(["--db", db_url, "annotate", "--build-only", "overlap_share=2"]) == 2
     assert "overlap_share: must be from 0 to 1" in capsys.readouterr().err
-    assert main(["annotate", "--build-only", "overlap_annotations=1"]) == 2
+    assert main(["--db", db_url, "annotate", "--build-only", "overlap_annotations=1"]) == 2
     assert "overlap_annotations: must be >= 2" in capsys.readouterr().err
 
 
@@ -63,7 +65,7 @@ def test_busy_port_is_one_line_error(db_url, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["annotate", "--no-build", "--port", str(port)]) == 2
+        assert main(["--db", db_url, "annotate", "--no-build", "--port", str(port)]) == 2
     assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
 
 

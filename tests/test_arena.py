@@ -94,7 +94,7 @@ def test_votes_are_validated(arena_db):
             next_pair(s, rev, *POLICIES, split="train")
 
 
-def test_leaderboard_and_compare_cli(arena_db, tmp_path, capsys):
+def test_leaderboard_and_compare_cli(arena_db, db_url, tmp_path, capsys):
     url, (rev, _) = arena_db
     with session_scope(url) as s:
         for _ in range(12):
@@ -119,12 +119,12 @@ def test_leaderboard_and_compare_cli(arena_db, tmp_path, capsys):
     assert all(r.ci_low <= r.rating <= r.ci_high for r in rows) and rows[0].votes == 12 and rows[0].wins == 12
     assert {r.policy: r.pass_rate for r in rows} == pytest.approx(expected_rate)
     png = tmp_path / "board.png"
-    assert main(["compare", "--png", str(png), "bootstrap_rounds=20"]) == 0
+    assert main(["--db", db_url, "compare", "--png", str(png), "bootstrap_rounds=20"]) == 0
     out = capsys.readouterr().out
     assert out.index(POLICIES[0]) < out.index(POLICIES[1]) and "95% CI" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_compare_without_votes_is_one_line_error(db_url, capsys):
-    assert main(["compare"]) == 2
+    assert main(["--db", db_url, "compare"]) == 2
     assert "no arena votes" in capsys.readouterr().err

@@ -4,7 +4,6 @@ import datetime as dt
 
 import pytest
 
-from alignment.errors import UserError
 from annotation_ui.assignment import (
     Rejected,
     claim_next,
@@ -16,6 +15,7 @@ from annotation_ui.assignment import (
 )
 from annotation_ui.items import build_items
 from annotation_ui.users import User
+from codealign.errors import UserError
 from db.models import (
     Annotator,
     Assignment,
@@ -27,7 +27,7 @@ from db.models import (
     Task,
     utcnow,
 )
-from db.session import session_scope
+from db.session import Database, session_scope
 
 TTL = 30.0
 
@@ -73,8 +73,8 @@ def make_users(session, *names) -> list[User]:
     return users
 
 
-def build(session, k=2, policy="execution_ties_first", required=1, **kw):
-    return build_items(session, k=k, policy=policy, required_annotations=required, seed=0, **kw)
+def build(session, k=2, selection="execution_ties_first", required=1, **kw):
+    return build_items(session, k=k, selection=selection, required_annotations=required, seed=0, **kw)
 
 
 def test_execution_ties_first_groups_passing_completions_and_ranks_them_first(db_url):
@@ -95,7 +95,7 @@ def test_random_policy_ignores_ties_and_identical_texts_are_grouped_once(db_url)
         s.add(
             Completion(task_id=tid, text="    return x + 0\n", sample_index=9, created_by="test")
         )  # dup, unscored
-        assert build(s, k=3, policy="random") == 1
+        assert build(s, k=3, selection="random") == 1
         item = s.query(RankingItem).one()
         assert 0.0 <= item.priority < 1.0 and item.execution_tie
 
@@ -108,9 +108,9 @@ def test_build_items_filters_by_split_and_rejects_bad_arguments(db_url):
         with pytest.raises(UserError, match="between 2 and 8"):
             build(s, k=9)
         with pytest.raises(UserError, match="selection policy"):
-            build(s, policy="newest")
+            build(s, selection="newest")
         with pytest.raises(UserError, match="scorer"):
-            build(s, policy="reward_uncertainty")
+            build(s, selection="reward_uncertainty")
 
 
 def _rank_everything(s, users) -> None:
@@ -191,7 +191,8 @@ def test_reward_uncertainty_puts_close_scores_first(db_url):
             "    return x + 3\n": 0.55,
         }
         assert (
-            build(s, k=2, policy="reward_uncertainty", scorer=lambda texts: [scores[t] for t in texts]) == 2
+            build(s, k=2, selection="reward_uncertainty", scorer=lambda texts: [scores[t] for t in texts])
+            == 2
         )
         spreads = []
         for item in s.query(RankingItem).order_by(RankingItem.priority.desc()):
@@ -369,7 +370,7 @@ def test_assignment_export_and_arena_queries_on_postgres(pg_empty_url):
     from annotation_ui.sample_data import seed_sample_data
     from db.migrate import upgrade
 
-    upgrade(pg_empty_url)
+    upgrade(Database.at(pg_empty_url))
     with session_scope(pg_empty_url) as s:
         seed_sample_data(s, tasks=4, per_policy=2)
         assert build(s, k=2, required=2) > 0

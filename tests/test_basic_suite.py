@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from alignment.tasks.basic import build_suite, generate_suite
+from codealign.tasks.basic import build_suite, generate_suite
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_supervised_training_never_sees_a_held_out_structure(suite):
 
 
 def test_pool_holds_fresh_instances_of_every_test_structure(suite):
-    """RL prompts from the held-out distribution (GUIDE §10), never a held-out prompt itself."""
+    """RL prompts from the held-out distribution (docs/pipeline.md), never a held-out prompt itself."""
     test_structures = _structures(suite, "test")
     assert test_structures <= _structures(suite, "pool")
     assert len(_structures(suite, "pool") - test_structures) >= 500  # plus structures seen nowhere else
@@ -70,7 +70,7 @@ def test_pool_holds_fresh_instances_of_every_test_structure(suite):
 
 
 def test_held_out_split_design(suite):
-    """GUIDE §10: test = unseen depth-3 compositions; train = all depth <= 2 plus ~10 % of depth 3."""
+    """docs/pipeline.md: test = unseen depth-3 compositions; train = all depth <= 2 plus ~10 % of depth 3."""
     test = [t for t in suite if t.split == "test"]
     assert {t.meta["family"] for t in test} == {"arithmetic", "strings"}
     assert {t.meta["depth"] for t in test} == {3}

@@ -15,7 +15,7 @@ from annotation_ui.app import launch_app
 from annotation_ui.config import AnnotateConfig
 from annotation_ui.sample_data import free_port, prepare_demo_db
 from db.models import ArenaVote, Assignment, Ranking
-from db.session import dispose_engines, session_scope
+from db.session import Database, dispose_engines, session_scope
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,9 +41,13 @@ pytestmark = [
 def served(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('browser') / 'b.db'}"
     accounts = {"ann": "annotator", "amy": "annotator", "rev": "reviewer", "adm": "admin"}
-    prepare_demo_db(url, accounts=accounts, password=PASSWORD, k=K)
+    prepare_demo_db(Database.at(url), accounts=accounts, password=PASSWORD, k=K)
     launched = launch_app(
-        AnnotateConfig(k=K, bootstrap_rounds=20), url, host="127.0.0.1", port=free_port(), block=False
+        AnnotateConfig(k=K, bootstrap_rounds=20),
+        Database.at(url),
+        host="127.0.0.1",
+        port=free_port(),
+        block=False,
     )
     yield launched.url, url
     launched.demo.close()

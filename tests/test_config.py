@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from alignment.config import ConfigError, load_config, trl_kwargs
+from codealign.config import ConfigError, load_config, trl_kwargs
 
 
 @dataclass

@@ -12,23 +12,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignment.config import load_config
+from codealign.config import load_config, shipped_configs
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = shipped_configs()  # the repository's configs/, found as an installed package finds it
 
 # glob relative to configs/  ->  "module:Class" (a config dataclass) or "accelerate" (accelerate's own schema)
 CONFIG_CLASSES: dict[str, str] = {
     "accelerate/*.yaml": "accelerate",
     "model/*.yaml": "alignment.model_init:ModelPreset",
     "quickstart.yaml": "alignment.quickstart:QuickstartConfig",
-    "reward_weights.yaml": "reward.rewards:RewardConfig",
+    "reward_weights.yaml": "reward.rewards:RewardFunctionConfig",
     "sft.yaml": "alignment.sft:SFTRecipeConfig",
     "reward_model.yaml": "alignment.reward_model:RewardModelRecipeConfig",
     "dpo.yaml": "alignment.dpo:DPORecipeConfig",
     "grpo.yaml": "alignment.grpo:GRPORecipeConfig",
     "ppo.yaml": "alignment.ppo:PPORecipeConfig",
-    "reward_pass_ratio.yaml": "reward.rewards:RewardConfig",
-    "reward_binary.yaml": "reward.rewards:RewardConfig",
+    "reward_pass_ratio.yaml": "reward.rewards:RewardFunctionConfig",
+    "reward_binary.yaml": "reward.rewards:RewardFunctionConfig",
     "annotate.yaml": "annotation_ui.config:AnnotateConfig",
     "export_preferences.yaml": "annotation_ui.export:ExportConfig",
 }

@@ -8,10 +8,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 from db import migrate
 from db.models import Base, Completion, Policy, Task, TrainingRun
-from db.session import get_engine, session_scope
+from db.session import Database, get_engine, session_scope
 
 
 def _task(task_id="t/0", source="s"):
@@ -28,26 +28,26 @@ def _task(task_id="t/0", source="s"):
 
 
 def test_upgrade_downgrade_roundtrip(any_empty_db_url):
-    state = migrate.upgrade(any_empty_db_url)
+    state = migrate.upgrade(Database.at(any_empty_db_url))
     assert state.up_to_date and state.current == state.head
     tables = set(inspect(get_engine(any_empty_db_url)).get_table_names())
     assert set(Base.metadata.tables) <= tables
-    state = migrate.downgrade(any_empty_db_url, "base")
+    state = migrate.downgrade(Database.at(any_empty_db_url), "base")
     assert state.current is None
     assert set(Base.metadata.tables).isdisjoint(inspect(get_engine(any_empty_db_url)).get_table_names())
-    assert migrate.upgrade(any_empty_db_url).up_to_date
+    assert migrate.upgrade(Database.at(any_empty_db_url)).up_to_date
 
 
 def test_migrations_match_models(any_empty_db_url):
     """A model change without a migration (or the reverse) fails here."""
-    migrate.upgrade(any_empty_db_url)
+    migrate.upgrade(Database.at(any_empty_db_url))
     with get_engine(any_empty_db_url).connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
 
 
 def test_constraints_enforced(any_empty_db_url):
-    migrate.upgrade(any_empty_db_url)
+    migrate.upgrade(Database.at(any_empty_db_url))
     # foreign keys are on (SQLite needs the pragma)
     with pytest.raises(IntegrityError), session_scope(any_empty_db_url) as s:
         s.add(Completion(task_id=999, text="x", created_by="test"))
@@ -60,7 +60,7 @@ def test_constraints_enforced(any_empty_db_url):
 
 
 def test_cascade_and_lineage(any_empty_db_url):
-    migrate.upgrade(any_empty_db_url)
+    migrate.upgrade(Database.at(any_empty_db_url))
     with session_scope(any_empty_db_url) as s:
         run = TrainingRun(stage="sft", config={"lr": 1e-3}, created_by="cli:test")
         base = Policy(name="base", checkpoint_path="/m/base", stage="base", created_by="cli:test")
@@ -118,4 +118,4 @@ def test_missing_schema_is_a_user_error(tmp_path):
 
 def test_unreachable_database_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        migrate.current(f"sqlite:///{tmp_path / 'missing_dir' / 'x.db'}")
+        migrate.current(Database.at(f"sqlite:///{tmp_path / 'missing_dir' / 'x.db'}"))

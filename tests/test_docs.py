@@ -158,7 +158,7 @@ PLANS: dict[str, Plan] = {
     ),
     "codealign train sft --config configs/sft.yaml": run(*SFT_TINY),
     "codealign train sft --config configs/sft.yaml model_name_or_path=runs/base": run(*SFT_TINY),
-    "codealign train reward --config configs/reward_model.yaml": run(*TRAIN_TINY),
+    "codealign train reward_model --config configs/reward_model.yaml": run(*TRAIN_TINY),
     "codealign train dpo --config configs/dpo.yaml": run(*TRAIN_TINY),
     "codealign train dpo --config configs/dpo.yaml model_name_or_path=runs/sft": run(*TRAIN_TINY),
     "codealign train dpo --config configs/dpo.yaml beta=0.3 pairs.source=mixed": run(*TRAIN_TINY),
@@ -329,7 +329,7 @@ def _steer_sampling(mp) -> None:
     """The micro model is random: its quickstart samples get the reference as sample 0 and a near miss
     (the reference without its middle step) as sample 1, so execution pairs and partial passes exist."""
     import alignment.generation
-    from alignment.tasks.basic import generate_suite
+    from codealign.tasks.basic import generate_suite
 
     references = {t.prompt: t.reference_solution for t in generate_suite(0)}
     real = alignment.generation.generate

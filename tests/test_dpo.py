@@ -14,10 +14,10 @@ import yaml
 from _train_helpers import TINY_RUN, max_weight_change, seed_scored_tasks
 from sqlalchemy import select
 
-from alignment.config import ConfigError, load_config
 from alignment.dpo import DPORecipeConfig, train
-from alignment.errors import UserError
 from alignment.runs import last_checkpoint
+from codealign.config import ConfigError, load_config
+from codealign.errors import UserError
 from db.models import Policy, TrainingRun
 from db.session import session_scope
 
@@ -35,7 +35,7 @@ def _overrides(model_dir, out, **extra):
     }
 
 
-def test_dpo_trains_on_db_pairs_with_precomputed_reference(db_url, tiny_model_dir, tmp_path):
+def test_dpo_trains_on_db_pairs_with_precomputed_reference(db, db_url, tiny_model_dir, tmp_path):
     seed_scored_tasks(db_url, n_tasks=8)
     out = tmp_path / "dpo"
     cfg = load_config(
@@ -49,7 +49,7 @@ def test_dpo_trains_on_db_pairs_with_precomputed_reference(db_url, tiny_model_di
             loss_weights=[1.0, 0.5],
         ),
     )
-    outcome = train(cfg)
+    outcome = train(cfg, db)
 
     assert outcome.metrics["num_pairs"] == 8 and outcome.metrics["pair_sources"] == ["execution"]
     logged = [e for e in outcome.metrics["log_history"] if "rewards/accuracies" in e]
@@ -61,14 +61,14 @@ def test_dpo_trains_on_db_pairs_with_precomputed_reference(db_url, tiny_model_di
         assert s.get(Policy, policy.parent_id).checkpoint_path == str(Path(tiny_model_dir).resolve())
 
 
-def test_no_pairs_is_one_line_error_and_no_run_row(db_url, tiny_model_dir, tmp_path):
+def test_no_pairs_is_one_line_error_and_no_run_row(db, db_url, tiny_model_dir, tmp_path):
     with pytest.raises(UserError, match="no execution preference pairs"):
-        train(load_config(DPORecipeConfig, None, _overrides(tiny_model_dir, tmp_path / "o")))
+        train(load_config(DPORecipeConfig, None, _overrides(tiny_model_dir, tmp_path / "o")), db)
     with session_scope(db_url) as s:
         assert s.scalars(select(TrainingRun)).all() == []
 
 
-def test_trl_errors_are_one_line_config_errors(db_url, tiny_model_dir, tmp_path):
+def test_trl_errors_are_one_line_config_errors(db, db_url, tiny_model_dir, tmp_path):
     seed_scored_tasks(db_url, n_tasks=2)
     with pytest.raises(ConfigError, match="trl_extra: 'max_prompt_length' is not a DPOConfig field"):
         train(
@@ -76,7 +76,8 @@ def test_trl_errors_are_one_line_config_errors(db_url, tiny_model_dir, tmp_path)
                 DPORecipeConfig,
                 None,
                 _overrides(tiny_model_dir, tmp_path / "o", trl_extra={"max_prompt_length": 10}),
-            )
+            ),
+            db,
         )
 
 
@@ -89,7 +90,7 @@ def test_shipped_yaml_builds_trl_config():
     assert (args.beta, args.loss_type, args.loss_weights) == (0.5, ["sigmoid", "sft"], [1.0, 1.0])
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(db_url, tiny_model_dir, tmp_path):
+def test_killed_run_resumes_from_its_last_checkpoint(db, db_url, tiny_model_dir, tmp_path):
     seed_scored_tasks(db_url, n_tasks=8)
     out = tmp_path / "dpo"
     config = tmp_path / "dpo.yaml"
@@ -104,7 +105,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(db_url, tiny_model_dir, tmp
     )
     config.write_text(yaml.safe_dump(settings))
     child = subprocess.Popen(
-        [sys.executable, "-m", "alignment.train_cli_entry", "dpo", "--config", str(config)],
+        [sys.executable, "-m", "alignment.commands.train_entry", "dpo", "--config", str(config)],
         cwd=ROOT,
         env={**os.environ, "CODEALIGN_DB_URL": db_url},
         stdout=subprocess.DEVNULL,
@@ -125,7 +126,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(db_url, tiny_model_dir, tmp
 
     checkpoint = last_checkpoint(out)
     step = int(checkpoint.rsplit("-", 1)[1])
-    outcome = train(load_config(DPORecipeConfig, config, [f"max_steps={step + 1}"]))
+    outcome = train(load_config(DPORecipeConfig, config, [f"max_steps={step + 1}"]), db)
 
     assert outcome.resumed_from == checkpoint
     # one more step on top of the checkpoint; a fresh start would stop at global step 1

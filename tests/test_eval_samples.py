@@ -7,8 +7,6 @@ import gzip
 import io
 import json
 import shutil
-import sys
-import types
 
 import pytest
 
@@ -126,59 +124,41 @@ def test_unknown_task_and_incomplete_runs_are_one_line_errors(tmp_path, problem_
     assert main(["eval", "--samples", str(partial), "--k", "0"]) == 2
 
 
-def test_policy_flag_dispatches_to_the_policy_evaluator(monkeypatch):
+def test_policy_flags_set_the_eval_config(monkeypatch):
+    """Every flag reaches its EvalConfig field (the one set of defaults otherwise)."""
+    import alignment.commands.eval as command
+
     seen = {}
-    fake = types.ModuleType("alignment.evaluate")
-    fake.run_policy_eval = lambda args: seen.update(vars(args)) or 0
-    monkeypatch.setitem(sys.modules, "alignment.evaluate", fake)
-    assert (
-        main(
-            [
-                "eval",
-                "--policy",
-                "runs/x",
-                "--dataset",
-                "basic",
-                "--split",
-                "test",
-                "--n",
-                "4",
-                "--temperature",
-                "0.8",
-                "--max-new-tokens",
-                "64",
-                "--k",
-                "1,4",
-            ]
-        )
-        == 0
-    )
-    assert (seen["policy"], seen["n"], seen["temperature"], seen["max_new_tokens"], seen["ks"]) == (
-        "runs/x",
+    monkeypatch.setattr(command, "_policy", lambda policy, cfg, db: seen.update(policy=policy, cfg=cfg) or 0)
+    argv = ["eval", "--policy", "runs/x", "--dataset", "basic", "--split", "test", "--n", "4"]
+    argv += ["--temperature", "0.8", "--max-new-tokens", "64", "--k", "1,4", "seed=3"]
+    assert main(argv) == 0
+    cfg = seen["cfg"]
+    assert seen["policy"] == "runs/x" and (cfg.dataset, cfg.split, cfg.n, cfg.k) == (
+        "basic",
+        "test",
         4,
-        0.8,
-        64,
         [1, 4],
     )
+    assert (cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.top_p) == (0.8, 64, 3, 1.0)
 
 
-def test_basic_dataset_without_a_database_is_generated_and_creates_no_file(tmp_path, monkeypatch):
-    from reward.evaluation import load_eval_tasks
+def test_basic_dataset_without_a_database_is_generated_and_creates_no_file(tmp_path):
+    from alignment.evaluation import EvalConfig, eval_tasks
+    from db.session import Database
 
     missing = tmp_path / "none.db"
-    monkeypatch.setenv("CODEALIGN_DB_URL", f"sqlite:///{missing}")
-    tasks = load_eval_tasks("basic", "test")
+    tasks = eval_tasks(EvalConfig(dataset="basic", split="test"), Database.at(f"sqlite:///{missing}"))
     assert tasks and all(t.startswith("basic/test/") for t in tasks)
     assert not missing.exists()
 
 
-def test_basic_dataset_prefers_the_tasks_imported_in_the_database(db_url):
-    from alignment.tasks.importer import import_tasks
-    from alignment.tasks.spec import TaskSpec
-    from db.session import session_scope
-    from reward.evaluation import load_eval_tasks
+def test_basic_dataset_prefers_the_tasks_imported_in_the_database(db):
+    from alignment.evaluation import EvalConfig, eval_tasks
+    from codealign.tasks.spec import TaskSpec
+    from db.tasks import import_tasks
 
     spec = TaskSpec("basic/test/9999", "def f():\n", "f", ["assert f() == 1"], "    return 1\n", "test")
-    with session_scope(db_url) as session:
+    with db.session() as session:
         import_tasks(session, [spec], "basic", "test")
-    assert list(load_eval_tasks("basic", "test")) == ["basic/test/9999"]
+    assert list(eval_tasks(EvalConfig(dataset="basic", split="test"), db)) == ["basic/test/9999"]

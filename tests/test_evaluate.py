@@ -2,37 +2,37 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 from sqlalchemy import select
 
-from alignment.errors import UserError
-from alignment.evaluate import evaluate_policy, parse_ks, run_policy_eval
-from alignment.sample import SamplingParams, resolve_policy
-from alignment.tasks.basic import generate_suite
-from alignment.tasks.importer import import_tasks
+from alignment.cli import main
+from alignment.evaluation import EvalConfig, evaluate_policy, parse_ks
+from alignment.generation import SamplingParams
+from alignment.sample import resolve_policy
+from codealign.errors import UserError
+from codealign.tasks.basic import generate_suite
 from db.models import Completion, EvalResult, Task
-from db.session import session_scope
+from db.tasks import import_tasks
 
 PARAMS = SamplingParams(temperature=0.8, max_new_tokens=8, seed=0)
 
 
 @pytest.fixture
-def test_tasks(db_url):
+def test_tasks(db):
     specs = [t for t in generate_suite(0) if t.split == "test"][:4]
-    with session_scope(db_url) as session:
+    with db.session() as session:
         import_tasks(session, specs, source="basic", created_by="test")
     return specs
 
 
-def test_pass_at_k_of_known_completions(db_url, test_tasks, tiny_model_dir, tmp_path):
+def test_pass_at_k_of_known_completions(db, test_tasks, tiny_model_dir, tmp_path):
     """Completions already stored under the sampling key are reused, so their verdicts are known."""
     wrong = "    return None\n"
     per_task = [[t.reference_solution] * 2 for t in test_tasks[:2]]
     per_task += [[test_tasks[2].reference_solution, wrong], [wrong, wrong]]
-    with session_scope(db_url) as session:
+    with db.session() as session:
         policy = resolve_policy(session, str(tiny_model_dir), "test")
         rows = {r.task_id: r.id for r in session.scalars(select(Task))}
         for spec, texts in zip(test_tasks, per_task):
@@ -49,22 +49,23 @@ def test_pass_at_k_of_known_completions(db_url, test_tasks, tiny_model_dir, tmp_
                 for i, text in enumerate(texts)
             )
 
-    outcome = evaluate_policy(
-        str(tiny_model_dir),
-        "basic",
-        "test",
+    cfg = EvalConfig(
+        dataset="basic",
+        split="test",
         n=2,
-        ks="1,2",
-        params=PARAMS,
-        output_dir=tmp_path,
-        created_by="test",
+        k=[1, 2],
+        temperature=PARAMS.temperature,
+        max_new_tokens=PARAMS.max_new_tokens,
+        seed=PARAMS.seed,
+        output_dir=str(tmp_path),
     )
+    outcome = evaluate_policy(db, str(tiny_model_dir), cfg, created_by="test")
     assert outcome.pass_at_k == pytest.approx({"pass@1": (1 + 1 + 0.5 + 0) / 4, "pass@2": 3 / 4})
     assert outcome.num_tasks == 4 and outcome.verdicts.get("passed") == 5
     lines = [json.loads(line) for line in outcome.results_path.read_text().splitlines()]
     assert len(lines) == 8 and {"task_id", "completion", "result", "passed"} <= lines[0].keys()
     assert sum(line["passed"] for line in lines) == 5
-    with session_scope(db_url) as session:
+    with db.session() as session:
         stored = session.get(EvalResult, outcome.eval_result_id)
         assert (stored.dataset, stored.split, stored.n_samples, stored.num_tasks) == ("basic", "test", 2, 4)
         assert stored.pass_at_k == outcome.pass_at_k and stored.policy_id == policy.id
@@ -73,23 +74,14 @@ def test_pass_at_k_of_known_completions(db_url, test_tasks, tiny_model_dir, tmp_
         )  # nothing resampled
 
 
-def test_cli_handler_samples_for_real(db_url, test_tasks, tiny_model_dir, tmp_path, capsys):
-    args = argparse.Namespace(
-        policy=str(tiny_model_dir),
-        dataset="basic",
-        split="test",
-        n=2,
-        k="1,2,10",
-        temperature=1.0,
-        max_new_tokens=6,
-        db=None,
-        output_dir=str(tmp_path),
-    )
-    assert run_policy_eval(args) == 0
+def test_cli_samples_for_real(db, test_tasks, tiny_model_dir, tmp_path, capsys):
+    argv = ["--db", db.url, "eval", "--policy", str(tiny_model_dir), "--dataset", "basic", "--split", "test"]
+    argv += ["--n", "2", "--k", "1,2,10", "--temperature", "1.0", "--max-new-tokens", "6"]
+    assert main([*argv, "--output-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "on basic/test: pass@1 " in out and "pass@2" in out and "(4 tasks x 2 samples)" in out
     assert "skipping k = 10" in out and "pass@10" not in out
-    with session_scope(db_url) as session:
+    with db.session() as session:
         assert len(session.scalars(select(Completion)).all()) == 8
         assert len(session.scalars(select(EvalResult)).all()) == 1
 
@@ -101,29 +93,27 @@ def test_bad_k():
     with pytest.raises(UserError, match="--k"):
         parse_ks("0")
     with pytest.raises(UserError, match="needs at least that many samples"):
-        evaluate_policy("whatever", n=2, ks="4,8")
+        evaluate_policy(None, "whatever", EvalConfig(n=2, k=[4, 8]))
 
 
 def test_cli_samples_at_temperature_when_n_above_one_and_limit_keeps_the_first_tasks(
-    db_url, test_tasks, tiny_model_dir, tmp_path, monkeypatch, capsys
+    db, db_url, test_tasks, tiny_model_dir, tmp_path, monkeypatch, capsys
 ):
     """The README's `eval --policy DIR --n 8 --k 1,4` as written: no --temperature means sampled, not greedy."""
-    from alignment.cli import main
-
     monkeypatch.chdir(tmp_path)
     base = ["--db", db_url, "eval", "--policy", str(tiny_model_dir), "--dataset", "basic", "--split", "test"]
-    assert main([*base, "--n", "2", "--k", "1,2", "--max-new-tokens", "6", "--limit", "3"]) == 0
+    assert (
+        main(["--db", db_url, *base, "--n", "2", "--k", "1,2", "--max-new-tokens", "6", "--limit", "3"]) == 0
+    )
     assert "(3 tasks x 2 samples)" in capsys.readouterr().out
-    assert main([*base, "--max-new-tokens", "6", "--k", "1"]) == 0  # n = 1: greedy by default
-    with session_scope(db_url) as session:
+    assert main(["--db", db_url, *base, "--max-new-tokens", "6", "--k", "1"]) == 0  # n = 1: greedy by default
+    with db.session() as session:
         sampled, greedy = session.scalars(select(EvalResult).order_by(EvalResult.id)).all()
     assert sampled.sampling_params["temperature"] == 0.8 and sampled.num_tasks == 3
     assert greedy.sampling_params["temperature"] == 0.0 and greedy.num_tasks == 4
 
 
 def test_cli_refuses_greedy_with_several_samples(db_url, tiny_model_dir, capsys):
-    from alignment.cli import main
-
     args = ["--db", db_url, "eval", "--policy", str(tiny_model_dir), "--n", "8", "--temperature", "0"]
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -133,11 +123,10 @@ def test_cli_refuses_greedy_with_several_samples(db_url, tiny_model_dir, capsys)
 
 
 def test_a_directory_with_only_config_json_is_one_line_and_registers_nothing(
-    db_url, tiny_model_dir, tmp_path, capsys
+    db, db_url, tiny_model_dir, tmp_path, capsys
 ):
     import shutil
 
-    from alignment.cli import main
     from db.models import Policy, TrainingRun
 
     broken = tmp_path / "broken"
@@ -153,7 +142,7 @@ def test_a_directory_with_only_config_json_is_one_line_and_registers_nothing(
     assert main(["--db", db_url, "train", "sft", "--config", "configs/sft.yaml", *overrides]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model_name_or_path: no model weights" in err
-    with session_scope(db_url) as session:
+    with db.session() as session:
         assert (
             session.scalars(select(Policy)).all() == [] and session.scalars(select(TrainingRun)).all() == []
         )

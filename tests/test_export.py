@@ -5,8 +5,8 @@ import json
 import pytest
 
 from alignment.cli import main
-from alignment.errors import UserError
 from annotation_ui.export import RankingRecord, consensus_pairs
+from codealign.errors import UserError
 from db.models import Annotator, Completion, Ranking, RankingEntry, RankingItem, Task
 from db.session import session_scope
 
@@ -121,7 +121,7 @@ def test_export_cli_writes_dataset_jsonl_and_manifest(db_url, tmp_path, capsys):
 
     ids = seed_rankings(db_url)
     out = tmp_path / "prefs"
-    assert main(["export", "preferences", "--out", str(out), "consensus=none"]) == 0
+    assert main(["--db", db_url, "export", "preferences", "--out", str(out), "consensus=none"]) == 0
     rows = [json.loads(line) for line in (out / "preferences.jsonl").read_text().splitlines()]
     assert len(rows) == 6  # cat's ranking is flagged: left out by default
     ds = datasets.load_from_disk(str(out / "dataset"))
@@ -135,7 +135,7 @@ def test_export_cli_writes_dataset_jsonl_and_manifest(db_url, tmp_path, capsys):
     assert manifest["pairs"] == 6 and manifest["config"]["consensus"] == "none"
     assert "wrote 6 pairs" in capsys.readouterr().out
     # an earlier export is never overwritten
-    assert main(["export", "preferences", "--out", str(out)]) == 2
+    assert main(["--db", db_url, "export", "preferences", "--out", str(out)]) == 2
     assert "not an empty directory" in capsys.readouterr().err
 
 
@@ -143,11 +143,13 @@ def test_export_cli_consensus_flag_and_empty_result(db_url, tmp_path, capsys):
     seed_rankings(db_url)
     out = tmp_path / "all"
     assert (
-        main(["export", "preferences", "--out", str(out), "exclude_flagged=false"]) == 0
+        main(["--db", db_url, "export", "preferences", "--out", str(out), "exclude_flagged=false"]) == 0
     )  # majority default
     assert len((out / "preferences.jsonl").read_text().splitlines()) == 3
     args = ["consensus=unanimous", "exclude_flagged=false"]  # cat disagrees with everyone on something
-    assert main(["export", "preferences", "--out", str(tmp_path / "u"), *args]) == 2
+    assert main(["--db", db_url, "export", "preferences", "--out", str(tmp_path / "u"), *args]) == 2
     assert "no preference pairs" in capsys.readouterr().err
-    assert main(["export", "preferences", "--out", str(tmp_path / "x"), "consensus=vote"]) == 2
+    assert (
+        main(["--db", db_url, "export", "preferences", "--out", str(tmp_path / "x"), "consensus=vote"]) == 2
+    )
     assert "consensus" in capsys.readouterr().err

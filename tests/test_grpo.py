@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from _train_helpers import TINY_RUN, max_weight_change
 
-from alignment.config import ConfigError, load_config
-from alignment.errors import UserError
 from alignment.grpo import GRPORecipeConfig, build_dataset, resolve_reward, train
+from codealign.config import ConfigError, load_config
+from codealign.errors import UserError
 from db.models import Policy
 from db.session import session_scope
 
@@ -59,8 +59,8 @@ def _cfg(model_dir, out, **extra):
     )
 
 
-def test_grpo_trains_with_columns_reaching_the_rewards(db_url, tiny_model_dir, tmp_path, length_reward):
-    outcome = train(_cfg(tiny_model_dir, tmp_path / "grpo"))
+def test_grpo_trains_with_columns_reaching_the_rewards(db, db_url, tiny_model_dir, tmp_path, length_reward):
+    outcome = train(_cfg(tiny_model_dir, tmp_path / "grpo"), db)
 
     calls = [json.loads(line) for line in length_reward.read_text().splitlines()]
     assert calls and {"tests", "entry_point", "task_id"} <= set(calls[0]["keys"])
@@ -102,8 +102,8 @@ def test_completions_sampled_follows_trl_generation_schedule(tmp_path, options, 
     assert completions_sampled(3, args) == completions
 
 
-def test_prompts_come_from_the_pool_split_by_default(tiny_model_dir, tmp_path):
-    data = build_dataset(_cfg(tiny_model_dir, tmp_path))
+def test_prompts_come_from_the_pool_split_by_default(db, tiny_model_dir, tmp_path):
+    data = build_dataset(_cfg(tiny_model_dir, tmp_path), db)
     assert data.column_names == ["prompt", "tests", "entry_point", "task_id"]
     assert all(t.startswith("basic/pool/") for t in data["task_id"])
 
@@ -138,6 +138,6 @@ def test_shipped_yaml_builds_trl_config():
     args = trainer_args(cfg, GRPOConfig)
     assert (args.num_generations, args.reward_weights, args.beta) == (8, [1.0], 0.0)
     assert cfg.tasks.splits == ["pool"]
-    from reward.rewards import RewardConfig
+    from reward.rewards import RewardFunctionConfig
 
-    assert load_config(RewardConfig, cfg.reward_config).shaping == "binary"  # resolved from any cwd
+    assert load_config(RewardFunctionConfig, cfg.reward_config).shaping == "binary"  # resolved from any cwd

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main
-from alignment.errors import UserError
 from alignment.launcher import build_command
+from codealign.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 ZERO3 = str(ROOT / "configs" / "accelerate" / "zero3.yaml")
@@ -27,7 +27,7 @@ def test_build_command_runs_the_entry_module_under_accelerate():
         "--main_process_port",
         "29611",
         "-m",
-        "alignment.train_cli_entry",
+        "alignment.commands.train_entry",
     ]
     assert cmd[11:] == ["dpo", "--config", "configs/dpo.yaml", "beta=0.3", "pairs.source=mixed"]
     assert "--num_processes" not in build_command("sft", "c.yaml", [], ZERO3)  # the config file's count
@@ -57,11 +57,19 @@ def test_train_cli_checks_before_launching(capsys, tmp_path):
 
 def test_every_stage_module_follows_the_protocol():
     import importlib
+    import inspect
 
-    from alignment.train_cli import STAGES
+    from alignment.recipe import RecipeConfig
+    from alignment.stages import STAGES
 
     for stage, (module, cls) in STAGES.items():
         mod = importlib.import_module(module)
-        assert callable(mod.train), stage
-        fields = {f.name for f in __import__("dataclasses").fields(getattr(mod, cls))}
-        assert {"model_name_or_path", "output_dir"} <= fields, stage
+        assert list(inspect.signature(mod.train).parameters)[:2] == ["cfg", "db"], stage
+        assert issubclass(getattr(mod, cls), RecipeConfig), stage  # one stage protocol, PPO included
+
+
+def test_the_old_stage_name_reward_still_trains_the_reward_model(capsys):
+    from alignment.cli import main
+
+    assert main(["train", "reward", "--config", "configs/reward_model.yaml", "--print-config"]) == 0
+    assert '"eval_fraction"' in capsys.readouterr().out

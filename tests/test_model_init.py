@@ -7,8 +7,8 @@ import json
 import pytest
 
 from alignment.cli import main
-from alignment.config import ConfigError
 from alignment.model_init import BOS, EOS, PAD, ModelPreset, build_model, init_model, load_preset
+from codealign.config import ConfigError
 
 CODE = (
     'def num_add(x: int) -> int:\n    """Add 3 — then return.\n\n    >>> num_add(1)\n    4\n    """\n'
@@ -65,7 +65,7 @@ def test_same_seed_same_model(tiny_model_dir, tmp_path):
 
 
 def test_tiny_preset_size():
-    """~3.6M parameters (GUIDE §10); built on the meta device so the test costs nothing."""
+    """~3.6M parameters (docs/pipeline.md); built on the meta device so the test costs nothing."""
     import torch
 
     cfg = load_preset("tiny")

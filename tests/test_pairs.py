@@ -7,8 +7,6 @@ import json
 import pytest
 from _train_helpers import seed_scored_tasks
 
-from alignment.config import ConfigError
-from alignment.errors import UserError
 from alignment.pairs import (
     PairSettings,
     PreferencePair,
@@ -19,6 +17,8 @@ from alignment.pairs import (
     split_by_task,
     to_dataset,
 )
+from codealign.config import ConfigError
+from codealign.errors import UserError
 from db.models import Annotator, Completion, Ranking, RankingEntry, RankingItem, Task
 from db.session import session_scope
 
@@ -59,20 +59,20 @@ def test_settings_are_checked():
         PairSettings(max_pairs_per_task=0)
 
 
-def test_execution_pairs_from_the_db(db_url):
+def test_execution_pairs_from_the_db(db, db_url):
     task_ids = seed_scored_tasks(db_url, n_tasks=5)
-    pairs = build_pairs(PairSettings(splits=["train"]))
+    pairs = build_pairs(PairSettings(splits=["train"]), db)
     # per task: full pass (5/5) vs partial (3/5); the 0/5 one is excluded because it passes nothing
     assert [p.task_id for p in pairs] == task_ids
     assert all(p.margin == pytest.approx(0.4) and p.source == "execution" for p in pairs)
     assert all(p.rejected == "    x = x\n" + p.chosen for p in pairs)
-    loose = build_pairs(PairSettings(splits=["train"], rejected_may_fail_all=True))
+    loose = build_pairs(PairSettings(splits=["train"], rejected_may_fail_all=True), db)
     assert len(loose) == 10 and {p.rejected for p in loose} >= {"    return None\n"}
-    assert build_pairs(PairSettings(splits=["train"], policies=["sampler"])) == pairs
+    assert build_pairs(PairSettings(splits=["train"], policies=["sampler"]), db) == pairs
     with pytest.raises(UserError, match="no execution preference pairs.*split\\(s\\) pool"):
-        build_pairs(PairSettings(splits=["pool"]))
+        build_pairs(PairSettings(splits=["pool"]), db)
     with pytest.raises(UserError, match="no execution preference pairs"):
-        build_pairs(PairSettings(splits=["train"], policies=["someone-else"]))
+        build_pairs(PairSettings(splits=["train"], policies=["someone-else"]), db)
 
 
 def _rank(db_url, ranks_by_annotator):
@@ -96,30 +96,30 @@ def _rank(db_url, ranks_by_annotator):
         return task.prompt, [c.text for c in completions]
 
 
-def test_human_pairs_from_db_rankings_and_mixed(db_url):
+def test_human_pairs_from_db_rankings_and_mixed(db, db_url):
     seed_scored_tasks(db_url, n_tasks=2)
     # the annotators prefer the "return None" completion (index 2) over the rest: humans may disagree with tests
     prompt, texts = _rank(db_url, {"ann": [2, 3, 1], "bob": [2, 3, 1]})
-    human = build_pairs(PairSettings(source="human", splits=["train"]))
+    human = build_pairs(PairSettings(source="human", splits=["train"]), db)
     assert {(p.chosen, p.rejected, p.margin) for p in human} == {
         (texts[2], texts[0], 1.0),
         (texts[2], texts[1], 2.0),
         (texts[0], texts[1], 1.0),
     }
     assert all(p.prompt == prompt and p.source == "human" for p in human)
-    mixed = build_pairs(PairSettings(source="mixed", splits=["train"]))
+    mixed = build_pairs(PairSettings(source="mixed", splits=["train"]), db)
     assert mixed[: len(human)] == human
     # the execution pair (texts[0] over texts[1]) duplicates a human one: kept once, as human
     assert len(mixed) == len(human) + 1 and mixed[-1].source == "execution"
 
 
-def test_human_pairs_from_an_export_directory(tmp_path, db_url):
+def test_human_pairs_from_an_export_directory(db, tmp_path, db_url):
     rows = [
         {"prompt": "p", "chosen": "a", "rejected": "b", "margin": 2.0, "task_id": "t"},
         {"prompt": "q", "chosen": "c", "rejected": "d"},
     ]
     (tmp_path / "preferences.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    pairs = build_pairs(PairSettings(source="human", human_export_dir=str(tmp_path)))
+    pairs = build_pairs(PairSettings(source="human", human_export_dir=str(tmp_path)), db)
     assert pairs == [
         PreferencePair("p", "a", "b", 2.0, "human", "t"),
         PreferencePair("q", "c", "d", 0.0, "human", ""),

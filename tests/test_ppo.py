@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignment.config import ConfigError, load_config
-from alignment.errors import UserError
-from alignment.ppo import PPORecipeConfig, load_reward_funcs, ppo_update, train
+from alignment.ppo import PPORecipeConfig, train
+from alignment.ppo_step import load_reward_funcs, ppo_update
+from codealign.config import ConfigError, load_config
+from codealign.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_TASKS = 8
@@ -40,11 +41,11 @@ def tiny_policy_dir(tiny_model_dir) -> str:
 
 
 @pytest.fixture
-def toy_db(db_url) -> str:
+def toy_db(db, db_url) -> str:
     """A temp DB holding TOY_TASKS pool tasks of dataset 'toy'."""
-    from alignment.tasks.importer import import_tasks
-    from alignment.tasks.spec import TaskSpec
+    from codealign.tasks.spec import TaskSpec
     from db.session import session_scope
+    from db.tasks import import_tasks
 
     specs = [
         TaskSpec(
@@ -102,10 +103,10 @@ def _weights(path: str) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(path).state_dict().items()}
 
 
-def test_tiny_run_trains_logs_and_saves_a_loadable_policy(tiny_policy_dir, toy_db, tmp_path):
+def test_tiny_run_trains_logs_and_saves_a_loadable_policy(db, tiny_policy_dir, toy_db, tmp_path):
     reward = RecordingReward()
     cfg = tiny_config(tiny_policy_dir, tmp_path / "out", num_generations=2)
-    outcome = train(cfg, reward_funcs=[reward])
+    outcome = train(cfg, db, reward_funcs=[reward])
 
     # every rollout scored rollout_batch_size answers, with the task's columns, prompts repeated per generation
     assert len(reward.calls) == cfg.max_steps
@@ -139,7 +140,7 @@ def test_tiny_run_trains_logs_and_saves_a_loadable_policy(tiny_policy_dir, toy_d
     assert (critic / "value_head.safetensors").is_file() and (critic / "backbone").is_dir()
 
 
-def test_lora_shared_critic_adaptive_kl_early_stop(tiny_policy_dir, toy_db, tmp_path):
+def test_lora_shared_critic_adaptive_kl_early_stop(db, tiny_policy_dir, toy_db, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -155,7 +156,7 @@ def test_lora_shared_critic_adaptive_kl_early_stop(tiny_policy_dir, toy_db, tmp_
         num_ppo_epochs=3,
         learning_rate=1e-2,
     )
-    train(cfg, reward_funcs=[RecordingReward()])
+    train(cfg, db, reward_funcs=[RecordingReward()])
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     # KL is measured on the weights a minibatch starts from: epoch 1 sees the rollout's own policy (KL 0), epoch 2
     # sees the first update, above the tiny threshold, so it stops there instead of running epoch 3 -- unless
@@ -173,22 +174,22 @@ def test_lora_shared_critic_adaptive_kl_early_stop(tiny_policy_dir, toy_db, tmp_
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_interrupted_run_resumes_from_its_checkpoint_exactly(tiny_policy_dir, toy_db, tmp_path):
+def test_interrupted_run_resumes_from_its_checkpoint_exactly(db, tiny_policy_dir, toy_db, tmp_path):
     from db.models import TrainingRun
     from db.session import session_scope
 
     straight = train(
-        tiny_config(tiny_policy_dir, tmp_path / "straight", max_steps=2), reward_funcs=[RecordingReward()]
+        tiny_config(tiny_policy_dir, tmp_path / "straight", max_steps=2), db, reward_funcs=[RecordingReward()]
     )
     _reset_accelerate()
     out = tmp_path / "out"
     cfg = tiny_config(tiny_policy_dir, out, max_steps=2, save_steps=1, save_total_limit=1)
     with pytest.raises(RuntimeError, match="node lost"):  # in step 2's rollout, after checkpoint-1
-        train(cfg, reward_funcs=[RecordingReward(fail_on_call=2)])
+        train(cfg, db, reward_funcs=[RecordingReward(fail_on_call=2)])
     _reset_accelerate()
 
     reward = RecordingReward()
-    outcome = train(cfg, reward_funcs=[reward])
+    outcome = train(cfg, db, reward_funcs=[reward])
 
     assert outcome.resumed_from == str(out.resolve() / "checkpoint-1")
     assert len(reward.calls) == 1  # only step 2 ran: a restart would have sampled 2 rollouts
@@ -271,7 +272,7 @@ def test_checkpoint_restores_optimizer_scheduler_and_progress(tmp_path):
 
 def _fixed_rollout(policy_dir: str, batch: int = 8):
     """A rollout with varied response lengths, so token-count normalisation matters."""
-    from alignment.ppo import Rollout
+    from alignment.ppo_step import RolloutBatch
 
     gen = torch.Generator().manual_seed(0)
     queries = torch.randint(3, 200, (batch, 5), generator=gen)
@@ -280,7 +281,7 @@ def _fixed_rollout(policy_dir: str, batch: int = 8):
     responses = torch.randint(3, 200, (batch, 7), generator=gen)
     lengths = torch.tensor([7, 1, 3, 5, 2, 7, 4, 6])
     mask = (torch.arange(7)[None] < lengths[:, None]).float()
-    return Rollout(
+    return RolloutBatch(
         queries,
         query_mask,
         responses,
@@ -349,12 +350,13 @@ def test_shipped_config_loads_and_bad_values_name_the_field():
         load_reward_funcs(load_config(PPORecipeConfig, None, {"reward_funcs": ["no_such_module:fn"]}))
 
 
-def test_missing_policy_and_empty_dataset_are_one_line_errors(tiny_policy_dir, toy_db, tmp_path):
+def test_missing_policy_and_empty_dataset_are_one_line_errors(db, tiny_policy_dir, toy_db, tmp_path):
     with pytest.raises(UserError, match="model_name_or_path"):
-        train(tiny_config(str(tmp_path / "nope"), tmp_path / "out"), reward_funcs=[RecordingReward()])
+        train(tiny_config(str(tmp_path / "nope"), tmp_path / "out"), db, reward_funcs=[RecordingReward()])
     with pytest.raises(UserError, match="no 'toy' tasks in split"):
         train(
             tiny_config(tiny_policy_dir, tmp_path / "out", tasks={"dataset": "toy", "splits": ["test"]}),
+            db,
             reward_funcs=[RecordingReward()],
         )
 
@@ -367,7 +369,7 @@ def has_return(prompts, completions, **columns):
 
 
 @pytest.mark.distributed
-def test_zero3_two_cpu_processes_through_the_cli(tiny_policy_dir, toy_db, tmp_path):
+def test_zero3_two_cpu_processes_through_the_cli(db, tiny_policy_dir, toy_db, tmp_path):
     (tmp_path / "toy_reward_ppo.py").write_text(TOY_REWARD_MODULE)
     config = tmp_path / "ppo.yaml"
     out = tmp_path / "out"

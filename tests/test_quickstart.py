@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 import alignment.generation
-from alignment.config import load_config
 from alignment.quickstart import DEFAULT_CONFIG, QuickstartConfig, check_stage_sections, run_quickstart
-from alignment.tasks.basic import generate_suite
+from codealign.config import load_config
+from codealign.tasks.basic import generate_suite
 from db.models import EvalResult, Policy, RankingItem, TrainingRun
 from db.session import session_scope
 
@@ -59,9 +59,9 @@ def test_shipped_config_loads():
     assert {"sft", "dpo", "grpo", "control"} <= set(cfg.stages)
 
 
-def test_micro_quickstart_end_to_end(db_url, tmp_path, steered_sampling, capsys):
+def test_micro_quickstart_end_to_end(db, db_url, tmp_path, steered_sampling, capsys):
     cfg = load_config(QuickstartConfig, None, {**MICRO, "output_dir": str(tmp_path / "qs")})
-    result = run_quickstart(cfg, db_url=db_url)
+    result = run_quickstart(cfg, db)
 
     assert [row["policy"] for row in result.rows] == ["sft", "dpo", "grpo", "control"]
     for row in result.rows:
@@ -83,14 +83,14 @@ def test_micro_quickstart_end_to_end(db_url, tmp_path, steered_sampling, capsys)
         assert session.scalars(select(RankingItem)).first() is not None
     assert (result.output_dir / "report" / "index.html").is_file()
 
-    rerun = run_quickstart(cfg, db_url=db_url)  # every stage is reused: same numbers, no new rows
+    rerun = run_quickstart(cfg, db)  # every stage is reused: same numbers, no new rows
     assert rerun.rows == result.rows and all(stage.reused for stage in rerun.stages)
     with session_scope(db_url) as session:
         assert len(session.scalars(select(EvalResult)).all()) == 4
 
 
 def test_bad_config_is_one_line_error():
-    from alignment.errors import UserError
+    from codealign.errors import UserError
 
     with pytest.raises(UserError, match="stages: unknown stage 'rlhf'"):
         QuickstartConfig(stages=["sft", "rlhf"])
@@ -101,7 +101,7 @@ def test_bad_config_is_one_line_error():
 
 
 @pytest.mark.slow
-def test_micro_quickstart_with_ppo(db_url, tmp_path, steered_sampling):
+def test_micro_quickstart_with_ppo(db, db_url, tmp_path, steered_sampling):
     ppo = {
         "max_steps": 1,
         "per_device_train_batch_size": 4,
@@ -118,7 +118,7 @@ def test_micro_quickstart_with_ppo(db_url, tmp_path, steered_sampling):
         "annotate_k": 0,
         "output_dir": str(tmp_path / "qs"),
     }
-    result = run_quickstart(load_config(QuickstartConfig, None, overrides), db_url=db_url)
+    result = run_quickstart(load_config(QuickstartConfig, None, overrides), db)
     assert [row["policy"] for row in result.rows] == ["sft", "ppo"]
     with session_scope(db_url) as session:
         assert session.scalars(select(Policy).where(Policy.name == "qs-ppo")).one().stage == "ppo"

@@ -22,7 +22,7 @@ from alignment.cli import main
 from alignment.report import budget_note, collect, write_report
 from alignment.report.stats import Estimate, bootstrap_mean, paired_difference, wilson
 from db.models import Completion, EvalResult, Execution, Policy, StaticScore, Task, TrainingRun
-from db.session import session_scope
+from db.session import Database, session_scope
 from reward.passk import mean_pass_at_k
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,32 +57,14 @@ def _fill(db_url, tmp_path):
         )
         session.add_all([sft, evil])
         session.flush()
+        canonical = {"dataset": "basic", "split": "test", "n_samples": 8, "num_tasks": 200}
         session.add_all(
             [
+                EvalResult(policy_id=sft.id, **canonical, pass_at_k={"pass@1": 0.1, "pass@4": 0.3}),
                 EvalResult(
-                    policy_id=sft.id,
-                    dataset="basic",
-                    split="test",
-                    n_samples=8,
-                    num_tasks=200,
-                    pass_at_k={"pass@1": 0.1, "pass@4": 0.3},
-                ),
-                EvalResult(
-                    policy_id=sft.id,
-                    dataset="basic",
-                    split="test",
-                    n_samples=8,
-                    num_tasks=200,
-                    pass_at_k={"pass@1": 0.2, "pass@4": 0.4},
-                ),  # the latest one counts
-                EvalResult(
-                    policy_id=evil.id,
-                    dataset="basic",
-                    split="test",
-                    n_samples=8,
-                    num_tasks=200,
-                    pass_at_k={"pass@1": 0.5, "pass@4": 0.7},
-                ),
+                    policy_id=sft.id, **canonical, pass_at_k={"pass@1": 0.2, "pass@4": 0.4}
+                ),  # latest counts
+                EvalResult(policy_id=evil.id, **canonical, pass_at_k={"pass@1": 0.5, "pass@4": 0.7}),
                 EvalResult(
                     policy_id=sft.id,
                     dataset="<i>data</i>",
@@ -126,7 +108,7 @@ def test_collect_reads_every_section(db_url, tmp_path):
 
 def test_report_html_and_plots(db_url, tmp_path):
     _fill(db_url, tmp_path)
-    index = write_report(tmp_path / "report", db_url)
+    index = write_report(tmp_path / "report", Database.at(db_url))
     page = index.read_text()
     for png in ("pass_at_k_1.png", "pass_at_k_2.png", "training_curves.png", "reward_breakdown.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
@@ -137,7 +119,7 @@ def test_report_html_and_plots(db_url, tmp_path):
 
 
 def test_empty_database_report_says_so(db_url, tmp_path, capsys):
-    assert main(["report", "--out", str(tmp_path / "r")]) == 0
+    assert main(["--db", db_url, "report", "--out", str(tmp_path / "r")]) == 0
     page = (tmp_path / "r" / "index.html").read_text()
     assert "No evaluation yet" in page and "No training run" in page and "No scored completions" in page
     assert "No finished GRPO or PPO run yet." in page and "No reward-model run yet." in page
@@ -222,7 +204,7 @@ def test_ppo_vs_grpo_at_equal_sample_budget(db_url, tmp_path):
     }
     assert budget_note(data.budget) == "budgets differ: ppo #2 2,560 vs grpo #1 4,096 completions"
 
-    page = write_report(tmp_path / "report", db_url).read_text()
+    page = write_report(tmp_path / "report", Database.at(db_url)).read_text()
     section = page.split("<h2>PPO vs GRPO at equal sample budget</h2>")[1].split("<h2>")[0]
     assert (tmp_path / "report" / "reward_by_budget.png").stat().st_size > 1000
     assert "<td>4,096</td>" in section and "<td>2,560</td>" in section and "<td>5 min 00 s</td>" in section
@@ -274,7 +256,7 @@ def test_an_adhoc_eval_does_not_replace_the_canonical_result(db_url, tmp_path):
                 ),
             ]
         )
-    page = write_report(tmp_path / "report", db_url).read_text()
+    page = write_report(tmp_path / "report", Database.at(db_url)).read_text()
     sft_cells = [cells for cells in _rows(page) if cells[0] == "sft"]
     assert any("20.0" in cells for cells in sft_cells)  # the canonical result is still shown
     assert any("55.0" in cells for cells in sft_cells)  # ... and so is the ad-hoc one, in its own table
@@ -420,63 +402,63 @@ def realistic(tmp_path_factory, tiny_model_dir):
     synthetic DPO/GRPO/PPO/control policies with runs and canonical evals (200 tasks, n=8)."""
     from _train_helpers import TINY_RUN, seed_scored_tasks
 
-    from alignment.config import load_config
-    from alignment.evaluate import evaluate_policy
+    from alignment.evaluation import EvalConfig, evaluate_policy
     from alignment.reward_model import RewardModelRecipeConfig
     from alignment.reward_model import train as train_reward_model
-    from alignment.sample import SamplingParams
     from alignment.sft import SFTRecipeConfig
     from alignment.sft import train as train_sft
+    from codealign.config import load_config
     from db.migrate import upgrade
     from db.session import dispose_engines
 
     root = tmp_path_factory.mktemp("report")
     url = f"sqlite:///{root / 'report.db'}"
-    upgrade(url)
+    db = Database.at(url)
+    upgrade(db)
     seed_scored_tasks(url, n_tasks=12, splits=("train", "test"))
     common = {**TINY_RUN, "learning_rate": 1e-2}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CODEALIGN_DB_URL", url)
-        sft = train_sft(
-            load_config(
-                SFTRecipeConfig,
-                None,
-                {
-                    **common,
-                    "model_name_or_path": str(tiny_model_dir),
-                    "output_dir": str(root / "sft"),
-                    "policy_name": "qs-sft",
-                    "tasks": {"load_from": "generator", "limit": 16},
-                },
-            )
-        )
-        rm = train_reward_model(
-            load_config(
-                RewardModelRecipeConfig,
-                None,
-                {
-                    **common,
-                    "model_name_or_path": sft.output_dir,
-                    "output_dir": str(root / "rm"),
-                    "policy_name": "qs-rm",
-                    "max_steps": 3,
-                    "eval_fraction": 0.25,
-                    "pairs": {"splits": ["train"]},
-                },
-            )
-        )
-        evaluated = evaluate_policy(
-            "qs-sft",
-            "basic",
-            "test",
-            n=2,
-            ks="1,2",
-            params=SamplingParams(0.8, 1.0, 8, 0),
-            output_dir=root / "eval",
-            created_by="test",
-            limit=4,
-            progress=False,
-        )
+    sft = train_sft(
+        load_config(
+            SFTRecipeConfig,
+            None,
+            {
+                **common,
+                "model_name_or_path": str(tiny_model_dir),
+                "output_dir": str(root / "sft"),
+                "policy_name": "qs-sft",
+                "tasks": {"load_from": "generator", "limit": 16},
+            },
+        ),
+        db,
+    )
+    rm = train_reward_model(
+        load_config(
+            RewardModelRecipeConfig,
+            None,
+            {
+                **common,
+                "model_name_or_path": sft.output_dir,
+                "output_dir": str(root / "rm"),
+                "policy_name": "qs-rm",
+                "max_steps": 3,
+                "eval_fraction": 0.25,
+                "pairs": {"splits": ["train"]},
+            },
+        ),
+        db,
+    )
+    setup = EvalConfig(
+        dataset="basic",
+        split="test",
+        n=2,
+        k=[1, 2],
+        temperature=0.8,
+        max_new_tokens=8,
+        limit=4,
+        output_dir=str(root / "eval"),
+        progress=False,
+    )
+    evaluated = evaluate_policy(db, "qs-sft", setup, created_by="test")
     losses = [e["loss"] for e in sft.metrics["log_history"] if "loss" in e]
     _add_aligned_policies(url, sft.policy_id, losses[-1])
     yield url, {"sft": sft, "rm": rm, "eval": evaluated}
@@ -487,12 +469,12 @@ def test_reward_model_section_reads_a_real_reward_model_run(realistic, tmp_path)
     """Issue #11 item 5: after a completed `train reward` the report said "No reward-model run yet."."""
     url, made = realistic
     metrics = made["rm"].metrics
-    page = write_report(tmp_path / "report", url).read_text()
+    page = write_report(tmp_path / "report", Database.at(url)).read_text()
     section = page.split("<h2>Reward model: held-out pairwise accuracy</h2>")[1].split("<h2>")[0]
     assert "No reward-model run yet." not in section
     (row,) = _rows(section)
     assert f"{100 * metrics['held_out_accuracy']:.1f}" in " ".join(row)
-    assert row[:3] == [f"reward #{made['rm'].run_id}", "qs-rm", "qs-sft"]
+    assert row[:3] == [f"reward_model #{made['rm'].run_id}", "qs-rm", "qs-sft"]
     assert row[3].startswith(f"{100 * metrics['held_out_accuracy']:.1f} [")  # with its Wilson interval
     assert row[4:7] == [
         f"{100 * metrics['train_accuracy']:.1f}",
@@ -533,7 +515,7 @@ def test_realistic_report_compares_each_stage_with_its_parent_and_the_control(re
         f"qs-control (sft #{control_run})",
     }
 
-    page = write_report(tmp_path / "report", url).read_text()
+    page = write_report(tmp_path / "report", Database.at(url)).read_text()
     lineage = page.split("<h2>Lineage")[1].split("<h2>")[0]
     rows = {cells[0]: cells for cells in _rows(lineage)}
     assert rows["qs-control"][1:4] == ["control", "qs-sft", f"sft #{control_run}"]
@@ -553,7 +535,7 @@ def test_report_renders_in_chromium(realistic, tmp_path):
     from test_browser import CHROMIUM_ARGS
 
     url, _ = realistic
-    index = write_report(tmp_path / "report", url)
+    index = write_report(tmp_path / "report", Database.at(url))
     shot = tmp_path / "report.png"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from _train_helpers import TINY_RUN, seed_scored_tasks
 
-from alignment.config import ConfigError, load_config
 from alignment.pairs import PreferencePair
 from alignment.reward_model import RewardModelRecipeConfig, RewardModelScorer, pairwise_accuracy, train
+from codealign.config import ConfigError, load_config
 from db.models import Policy
-from db.session import session_scope
+from db.session import Database, session_scope
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -41,11 +41,9 @@ def trained_rm(tmp_path_factory, tiny_model_dir):
 
     root = tmp_path_factory.mktemp("rm")
     url = f"sqlite:///{root / 'rm.db'}"
-    upgrade(url)
+    upgrade(Database.at(url))
     seed_scored_tasks(url, n_tasks=12)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CODEALIGN_DB_URL", url)
-        outcome = train(_cfg(tiny_model_dir, root / "rm"))
+    outcome = train(_cfg(tiny_model_dir, root / "rm"), Database.at(url))
     yield outcome, url
     dispose_engines()
 
@@ -57,7 +55,7 @@ def test_training_reports_held_out_accuracy_and_registers(trained_rm):
     assert 0.0 <= m["held_out_accuracy"] <= 1.0 and 0.0 <= m["train_accuracy"] <= 1.0
     with session_scope(url) as s:
         policy = s.get(Policy, outcome.policy_id)
-        assert policy.stage == "reward" and policy.checkpoint_path == outcome.output_dir
+        assert policy.stage == "reward_model" and policy.checkpoint_path == outcome.output_dir
 
 
 def test_scorer_is_deterministic_batched_and_fits_the_reward_engine(trained_rm):
@@ -90,12 +88,12 @@ def test_pairwise_accuracy_by_hand():
     assert pairwise_accuracy(score, pairs) == pytest.approx(1 / 3)  # a tie counts as wrong
 
 
-def test_lora_reward_model_saves_the_score_head(db_url, tiny_model_dir, tmp_path):
+def test_lora_reward_model_saves_the_score_head(db, db_url, tiny_model_dir, tmp_path):
     from safetensors import safe_open
 
     seed_scored_tasks(db_url, n_tasks=6)
     out = tmp_path / "rm_lora"
-    outcome = train(_cfg(tiny_model_dir, out, max_steps=1, lora={"enabled": True, "r": 4}))
+    outcome = train(_cfg(tiny_model_dir, out, max_steps=1, lora={"enabled": True, "r": 4}), db)
     with safe_open(str(out / "adapter" / "adapter_model.safetensors"), "pt") as f:
         assert any("score" in key for key in f.keys())  # noqa: SIM118 (safe_open is no dict)
     assert "held_out_accuracy" in outcome.metrics  # the merged model loads as a scorer

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from alignment.config import ConfigError, load_config
-from alignment.errors import UserError
+from codealign.config import ConfigError, load_config
+from codealign.errors import UserError
 from reward.execution import ExecutionResult
 from reward.rewards import (
-    RewardConfig,
+    RewardFunctionConfig,
     execution_reward,
     make_combined_reward,
     program_text,
@@ -39,19 +39,21 @@ def result(verdict: str, passed: int = 0, total: int = 3) -> ExecutionResult:
     ],
 )
 def test_rltf_shaping(verdict, passed, expected):
-    assert execution_score(result(verdict, passed), RewardConfig()) == pytest.approx(expected)
+    assert execution_score(result(verdict, passed), RewardFunctionConfig()) == pytest.approx(expected)
 
 
 def test_binary_and_pass_ratio_shaping():
-    assert execution_score(result("failed", 2), RewardConfig(shaping="binary")) == -0.3
-    assert execution_score(result("failed", 2), RewardConfig(shaping="pass_ratio")) == pytest.approx(2 / 3)
+    assert execution_score(result("failed", 2), RewardFunctionConfig(shaping="binary")) == -0.3
+    assert execution_score(result("failed", 2), RewardFunctionConfig(shaping="pass_ratio")) == pytest.approx(
+        2 / 3
+    )
 
 
 def test_static_score_and_combination():
     static = StaticResult(True, {"syntax": 1.0, "lint": 0.5, "complexity": 1.0, "security": 0.0})
     assert static_score(static, {"lint": 1.0, "complexity": 1.0, "security": 2.0}) == pytest.approx(1.5 / 4)
     assert static_score(StaticResult(False, {}), {"lint": 1.0}) == 0.0
-    cfg = RewardConfig(execution_weight=1.0, static_weight=0.2, learned_weight=0.5)
+    cfg = RewardFunctionConfig(execution_weight=1.0, static_weight=0.2, learned_weight=0.5)
     assert combine(1.0, 0.5, -2.0, cfg) == pytest.approx(1.0 + 0.1 - 1.0)
     assert combine(1.0, None, None, cfg) == 1.0
 
@@ -59,13 +61,13 @@ def test_static_score_and_combination():
 def test_config_from_yaml_and_bad_keys(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("static_weight: 0.3\nshaping: binary\n")
-    cfg = load_config(RewardConfig, path, ["timeout_s=2"])
+    cfg = load_config(RewardFunctionConfig, path, ["timeout_s=2"])
     assert (cfg.static_weight, cfg.shaping, cfg.timeout_s) == (0.3, "binary", 2.0)
     path.write_text("static_wieght: 0.3\n")
     with pytest.raises(ConfigError, match="static_weight"):
-        load_config(RewardConfig, path)
+        load_config(RewardFunctionConfig, path)
     with pytest.raises(UserError, match="static_weights: unknown signal 'style'"):
-        RewardConfig(static_weights={"style": 1.0})
+        RewardFunctionConfig(static_weights={"style": 1.0})
 
 
 def test_program_text_plain_and_chat():
@@ -75,7 +77,7 @@ def test_program_text_plain_and_chat():
 
 
 def test_execution_reward_matches_trl_signature_and_orders_results():
-    fn = execution_reward(RewardConfig(timeout_s=2.0))
+    fn = execution_reward(RewardFunctionConfig(timeout_s=2.0))
     assert fn.__name__ == "execution_reward"
     completions = ["    return a + b\n", "    return a * b\n", "    return a +\n", "    return 1 / 0\n"]
     rewards = fn(
@@ -91,7 +93,7 @@ def test_execution_reward_matches_trl_signature_and_orders_results():
 
 def test_combined_reward_breaks_ties_with_static_signals_and_logs():
     metrics, extra = {}, {}
-    fn = make_combined_reward(RewardConfig(static_weight=0.1, timeout_s=2.0))
+    fn = make_combined_reward(RewardFunctionConfig(static_weight=0.1, timeout_s=2.0))
     clean = "    return a + b\n"
     messy = "    import os\n    l = a + b\n    return l\n"
     rewards = fn(
@@ -110,7 +112,9 @@ def test_combined_reward_breaks_ties_with_static_signals_and_logs():
 def test_breakdown_locates_the_failing_line():
     from reward.rewards import compute_rewards
 
-    parts = compute_rewards([PROMPT], ["    x = 1\n    return a / 0\n"], [TESTS], RewardConfig(timeout_s=2.0))
+    parts = compute_rewards(
+        [PROMPT], ["    x = 1\n    return a / 0\n"], [TESTS], RewardFunctionConfig(timeout_s=2.0)
+    )
     assert (parts[0].verdict, parts[0].error_line, parts[0].execution) == ("runtime_error", 4, -0.6)
 
 
@@ -122,14 +126,14 @@ def test_learned_scorer_is_weighted_in():
         return [0.5 for _ in completions]
 
     fn = make_combined_reward(
-        RewardConfig(static_weight=0.0, learned_weight=2.0, timeout_s=2.0), scorer=scorer
+        RewardFunctionConfig(static_weight=0.0, learned_weight=2.0, timeout_s=2.0), scorer=scorer
     )
     assert fn([PROMPT], ["    return a + b\n"], tests=[TESTS]) == pytest.approx([1.0 + 2.0 * 0.5])
     assert calls == [1]
 
 
 def test_static_reward_needs_no_tests():
-    fn = static_reward(RewardConfig(static_weight=1.0))
+    fn = static_reward(RewardFunctionConfig(static_weight=1.0))
     assert fn([PROMPT], ["    return a + b\n"]) == pytest.approx([1.0])
 
 
@@ -145,7 +149,7 @@ def test_sandbox_errors_are_neutral(monkeypatch):
 
     class BrokenPool:
         def run_batch(self, requests, **limits):
-            return [ExecutionResult.sandbox_error("down", len(t)) for _, t in requests]
+            return [ExecutionResult.sandbox_error("down", len(t)) for _, t, *_prompt in requests]
 
     monkeypatch.setattr(pool, "get_pool", lambda workers=None: BrokenPool())
     assert execution_reward()([PROMPT], ["    return a + b\n"], tests=[TESTS]) == [0.0]
@@ -158,7 +162,7 @@ def test_static_failure_leaves_the_term_out_with_a_warning(monkeypatch, caplog):
         raise RuntimeError("ruff failed (exit 2)")
 
     monkeypatch.setattr(static, "analyze_batch", broken)
-    fn = make_combined_reward(RewardConfig(static_weight=0.5, timeout_s=2.0))
+    fn = make_combined_reward(RewardFunctionConfig(static_weight=0.5, timeout_s=2.0))
     with caplog.at_level("WARNING"):
         assert fn([PROMPT], ["    return a + b\n"], tests=[TESTS]) == [1.0]
     assert "static term left out" in caplog.text

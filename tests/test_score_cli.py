@@ -54,7 +54,7 @@ def verdicts(url):
 
 def test_scores_missing_completions_and_resumes(db_url, capsys):
     seed(db_url, ["    return a + b\n", "    return a * b\n", "    return (\n"])
-    assert main(["score", "--no-progress", "--timeout", "2"]) == 0
+    assert main(["--db", db_url, "score", "--no-progress", "--timeout", "2"]) == 0
     assert "scored 3 executions" in capsys.readouterr().out
     rows, statics = verdicts(db_url)
     assert {t: v[:2] for t, v in rows.items()} == {
@@ -64,13 +64,13 @@ def test_scores_missing_completions_and_resumes(db_url, capsys):
     }
     assert statics == 3 and all(by.startswith("cli:") for *_, by in rows.values())
 
-    assert main(["score", "--no-progress"]) == 0
+    assert main(["--db", db_url, "score", "--no-progress"]) == 0
     assert "scored 0 executions" in capsys.readouterr().out
 
     seed(db_url, ["    return b + a\n"], policy="p2")
-    assert main(["score", "--no-progress", "--policy", "p1"]) == 0
+    assert main(["--db", db_url, "score", "--no-progress", "--policy", "p1"]) == 0
     assert "scored 0 executions" in capsys.readouterr().out
-    assert main(["score", "--no-progress", "--policy", "p2", "--limit", "5"]) == 0
+    assert main(["--db", db_url, "score", "--no-progress", "--policy", "p2", "--limit", "5"]) == 0
     assert "scored 1 executions" in capsys.readouterr().out
     with session_scope(db_url) as s:
         static = s.scalar(select(StaticScore).join(Completion).where(Completion.text == "    return (\n"))
@@ -79,9 +79,9 @@ def test_scores_missing_completions_and_resumes(db_url, capsys):
 
 def test_unknown_policy_and_bad_flags_are_one_line_errors(db_url, capsys):
     seed(db_url, ["    return a + b\n"])
-    assert main(["score", "--policy", "nope"]) == 2
+    assert main(["--db", db_url, "score", "--policy", "nope"]) == 2
     assert "no policy named 'nope'" in capsys.readouterr().err
-    assert main(["score", "--limit", "0"]) == 2
+    assert main(["--db", db_url, "score", "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
 
 
@@ -92,7 +92,7 @@ def test_degraded_isolation_warns_loudly_and_is_recorded(db_url, capsys, monkeyp
     monkeypatch.setattr(pool_module, "get_pool", lambda workers=None, **kw: partial.start())
     seed(db_url, ["    return a + b\n"])
     try:
-        assert main(["score", "--no-progress"]) == 0
+        assert main(["--db", db_url, "score", "--no-progress"]) == 0
     finally:
         partial.close()
     assert "WARNING: sandbox isolation is PARTIAL" in capsys.readouterr().err

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from _train_helpers import TINY_RUN, max_weight_change
 
-from alignment.config import load_config
-from alignment.errors import UserError
 from alignment.sft import SFTRecipeConfig, build_dataset, train
+from codealign.config import load_config
+from codealign.errors import UserError
 from db.models import Policy, TrainingRun
 from db.session import session_scope
 
@@ -31,24 +31,24 @@ def _cfg(model_dir, out, **extra):
     )
 
 
-def test_dataset_is_prompt_completion_from_reference_solutions():
+def test_dataset_is_prompt_completion_from_reference_solutions(db):
     cfg = load_config(
         SFTRecipeConfig, None, {"tasks": {"load_from": "generator", "splits": ["train", "test"]}}
     )
-    data = build_dataset(cfg)
+    data = build_dataset(cfg, db)
     assert data.column_names == ["prompt", "completion"]
     row = data[0]
     assert row["prompt"].startswith("def ") and row["completion"].startswith("    ")
     # pool tasks keep a reference for the suite's own tests only; SFT must not train on them
     with pytest.raises(UserError, match="pool"):
         build_dataset(
-            load_config(SFTRecipeConfig, None, {"tasks": {"load_from": "generator", "splits": ["pool"]}})
+            load_config(SFTRecipeConfig, None, {"tasks": {"load_from": "generator", "splits": ["pool"]}}), db
         )
 
 
-def test_sft_trains_saves_and_registers(db_url, tiny_model_dir, tmp_path):
+def test_sft_trains_saves_and_registers(db, db_url, tiny_model_dir, tmp_path):
     out = tmp_path / "sft"
-    outcome = train(_cfg(tiny_model_dir, out))
+    outcome = train(_cfg(tiny_model_dir, out), db)
 
     assert outcome.metrics["global_step"] == 2 and outcome.metrics["num_examples"] == 16
     assert [e["loss"] for e in outcome.metrics["log_history"] if "loss" in e]  # curves for the report
@@ -68,7 +68,7 @@ def test_sft_trains_saves_and_registers(db_url, tiny_model_dir, tmp_path):
         assert run.status == "completed" and run.metrics["global_step"] == 2
 
 
-def test_prompt_and_completion_are_tokenized_as_generation_sees_them(tiny_model_dir, tmp_path):
+def test_prompt_and_completion_are_tokenized_as_generation_sees_them(db, tiny_model_dir, tmp_path):
     from trl import SFTConfig, SFTTrainer
 
     from alignment.recipe import load_tokenizer, trainer_args
@@ -76,7 +76,7 @@ def test_prompt_and_completion_are_tokenized_as_generation_sees_them(tiny_model_
 
     cfg = _cfg(tiny_model_dir, tmp_path / "x")
     tokenizer = load_tokenizer(cfg.model_name_or_path)
-    rows = build_dataset(cfg)
+    rows = build_dataset(cfg, db)
     trainer = SFTTrainer(
         model=cfg.model_name_or_path,
         args=trainer_args(cfg, SFTConfig),
@@ -98,19 +98,19 @@ def test_prompt_and_completion_are_tokenized_as_generation_sees_them(tiny_model_
     assert labels[-1] == tokenizer.eos_token_id  # the policy learns to stop after the body
 
 
-def test_lora_saves_adapter_and_a_merged_full_model(db_url, tiny_model_dir, tmp_path):
+def test_lora_saves_adapter_and_a_merged_full_model(db, db_url, tiny_model_dir, tmp_path):
     out = tmp_path / "sft_lora"
-    train(_cfg(tiny_model_dir, out, lora={"enabled": True, "r": 4, "lora_alpha": 8}, learning_rate=5e-2))
+    train(_cfg(tiny_model_dir, out, lora={"enabled": True, "r": 4, "lora_alpha": 8}, learning_rate=5e-2), db)
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert not (out / "adapter_config.json").exists()  # output_dir itself loads as a plain model
     assert max_weight_change(tiny_model_dir, out) > 0
 
 
-def test_missing_model_is_one_line_error(db_url, tmp_path):
+def test_missing_model_is_one_line_error(db, db_url, tmp_path):
     with pytest.raises(UserError, match="model_name_or_path: .*nothing-here is not a directory"):
-        train(_cfg(tmp_path / "nothing-here", tmp_path / "out"))
+        train(_cfg(tmp_path / "nothing-here", tmp_path / "out"), db)
     with pytest.raises(UserError, match="model_name_or_path is not set"):
-        train(load_config(SFTRecipeConfig, None, {"output_dir": str(tmp_path)}))
+        train(load_config(SFTRecipeConfig, None, {"output_dir": str(tmp_path)}), db)
 
 
 def test_shipped_yaml_builds_trl_config():
@@ -122,16 +122,16 @@ def test_shipped_yaml_builds_trl_config():
     assert args.num_train_epochs == 8 and args.max_length == 384 and args.report_to == ["tensorboard"]
 
 
-def test_mlflow_without_mlflow_installed_is_one_line_error(tmp_path, tiny_model_dir):
+def test_mlflow_without_mlflow_installed_is_one_line_error(db, tmp_path, tiny_model_dir):
     import importlib.util
 
     if importlib.util.find_spec("mlflow") is not None:
         pytest.skip("mlflow is installed here")
     with pytest.raises(UserError, match="report_to: mlflow is not installed"):
-        train(_cfg(tiny_model_dir, tmp_path / "out", report_to=["mlflow"]))
+        train(_cfg(tiny_model_dir, tmp_path / "out", report_to=["mlflow"]), db)
 
 
-def test_length_grouped_batches_cut_padding(tiny_model_dir, tmp_path):
+def test_length_grouped_batches_cut_padding(db, tiny_model_dir, tmp_path):
     from trl import SFTConfig, SFTTrainer
 
     from alignment.recipe import load_tokenizer, trainer_args
@@ -150,7 +150,7 @@ def test_length_grouped_batches_cut_padding(tiny_model_dir, tmp_path):
         trainer = SFTTrainer(
             model=cfg.model_name_or_path,
             args=trainer_args(cfg, SFTConfig),
-            train_dataset=tokenize_separately(build_dataset(cfg), tokenizer),
+            train_dataset=tokenize_separately(build_dataset(cfg, db), tokenizer),
             processing_class=tokenizer,
         )
         padded[strategy] = sum(batch["input_ids"].numel() for batch in trainer.get_train_dataloader())

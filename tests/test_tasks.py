@@ -7,13 +7,13 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from alignment.errors import UserError
-from alignment.tasks.custom import load_datasets_path, load_jsonl
-from alignment.tasks.humaneval import load_humaneval
-from alignment.tasks.importer import import_tasks, task_counts
+from codealign.errors import UserError
+from codealign.tasks.custom import load_datasets_path, load_jsonl
+from codealign.tasks.humaneval import load_humaneval
 from db import migrate
 from db.models import Task
-from db.session import session_scope
+from db.session import Database, session_scope
+from db.tasks import import_tasks, task_counts
 
 
 def _count(url, source):
@@ -22,7 +22,7 @@ def _count(url, source):
 
 
 def test_humaneval_twice_without_duplicates(any_empty_db_url):
-    migrate.upgrade(any_empty_db_url)
+    migrate.upgrade(Database.at(any_empty_db_url))
     specs = load_humaneval()
     assert len(specs) == 164
     with session_scope(any_empty_db_url) as s:
@@ -61,15 +61,15 @@ def test_jsonl_import_and_update(db_url, tmp_path):
     rows = [GOOD, {**GOOD, "task_id": "c/1", "tests": None, "test": "def check(f):\n    assert f(2) == 3\n"}]
     specs = load_jsonl(_write_jsonl(tmp_path / "t.jsonl", rows))
     assert specs[1].tests == ["def check(f):\n    assert f(2) == 3\n\ncheck(inc)\n"]
-    with session_scope() as s:
+    with session_scope(db_url) as s:
         assert import_tasks(s, specs, "custom", "cli:test").added == 2
     changed = load_jsonl(
         _write_jsonl(tmp_path / "t.jsonl", [{**GOOD, "tests": ["assert inc(0) == 1"]}, rows[1]])
     )
-    with session_scope() as s:
+    with session_scope(db_url) as s:
         result = import_tasks(s, changed, "custom", "cli:test")
     assert (result.added, result.updated, result.unchanged) == (0, 1, 1)
-    with session_scope() as s:
+    with session_scope(db_url) as s:
         assert s.scalar(select(Task.tests).where(Task.task_id == "c/0")) == ["assert inc(0) == 1"]
         assert task_counts(s) == [("custom", "train", 2)]
 
@@ -102,15 +102,15 @@ def test_cli_import_is_atomic_and_reports_errors(db_url, tmp_path, capsys):
     from alignment.cli import main
 
     bad = _write_jsonl(tmp_path / "mixed.jsonl", [GOOD, '{"task_id": "c/2"}'])
-    assert main(["tasks", "import", "--jsonl", str(bad)]) == 2
+    assert main(["--db", db_url, "tasks", "import", "--jsonl", str(bad)]) == 2
     assert "line 2" in capsys.readouterr().err
     assert _count(db_url, "mixed") == 0
     good = _write_jsonl(tmp_path / "good.jsonl", [GOOD])
-    assert main(["tasks", "import", "--jsonl", str(good), "--source", "mine"]) == 0
-    assert main(["tasks", "import", "--jsonl", str(good), "--source", "mine"]) == 0
+    assert main(["--db", db_url, "tasks", "import", "--jsonl", str(good), "--source", "mine"]) == 0
+    assert main(["--db", db_url, "tasks", "import", "--jsonl", str(good), "--source", "mine"]) == 0
     out = capsys.readouterr().out
     assert "1 added" in out and "1 unchanged" in out
-    assert main(["tasks", "show", "c/0"]) == 0
+    assert main(["--db", db_url, "tasks", "show", "c/0"]) == 0
     assert "assert inc(1) == 2" in capsys.readouterr().out
 
 
@@ -131,10 +131,10 @@ def test_datasets_directory_and_file(tmp_path):
 def test_basic_suite_imports_idempotently(db_url):
     from alignment.cli import main
 
-    assert main(["tasks", "import", "--suite", "basic"]) == 0
+    assert main(["--db", db_url, "tasks", "import", "--suite", "basic"]) == 0
     first = {split: n for source, split, n in task_counts_for(db_url) if source == "basic"}
     assert first["train"] >= 2000 and first["test"] >= 200
-    assert main(["tasks", "import", "--suite", "basic"]) == 0
+    assert main(["--db", db_url, "tasks", "import", "--suite", "basic"]) == 0
     assert {split: n for source, split, n in task_counts_for(db_url) if source == "basic"} == first
 
 

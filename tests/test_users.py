@@ -5,8 +5,8 @@ import re
 import pytest
 
 from alignment.cli import main
-from alignment.errors import UserError
 from annotation_ui.users import PermissionDenied, add_user, authenticate, list_users, require_user, set_active
+from codealign.errors import UserError
 from db.models import Annotator
 from db.session import session_scope
 
@@ -61,11 +61,11 @@ def test_weak_passwords_are_refused_with_one_line(db_url, password, message):
 
 def test_cli_refuses_a_weak_password_and_accepts_a_passphrase(db_url, monkeypatch, capsys):
     monkeypatch.setenv("CODEALIGN_PASSWORD", "password")
-    assert main(["users", "add", "erin"]) == 2
+    assert main(["--db", db_url, "users", "add", "erin"]) == 2
     err = capsys.readouterr().err
     assert "password: must be at least 10 characters" in err and len(err.strip().splitlines()) == 1
     monkeypatch.setenv("CODEALIGN_PASSWORD", "correct horse battery staple")
-    assert main(["users", "add", "erin"]) == 0
+    assert main(["--db", db_url, "users", "add", "erin"]) == 0
 
 
 def test_duplicate_and_disabled_users(db_url):
@@ -95,11 +95,11 @@ def test_require_user_checks_role(db_url):
 
 def test_users_cli_add_list_disable(db_url, monkeypatch, capsys):
     monkeypatch.setenv("CODEALIGN_PASSWORD", "s3cret-password")
-    assert main(["users", "add", "dora", "--role", "admin"]) == 0
-    assert main(["users", "add", "dora"]) == 2  # duplicate: one-line error, exit 2
+    assert main(["--db", db_url, "users", "add", "dora", "--role", "admin"]) == 0
+    assert main(["--db", db_url, "users", "add", "dora"]) == 2  # duplicate: one-line error, exit 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["users", "disable", "dora"]) == 0
-    assert main(["users", "list"]) == 0
+    assert main(["--db", db_url, "users", "disable", "dora"]) == 0
+    assert main(["--db", db_url, "users", "list"]) == 0
     listing = capsys.readouterr().out
     assert "dora" in listing and "admin" in listing and " no" in listing
     with session_scope(db_url) as s:
@@ -110,5 +110,5 @@ def test_users_cli_add_list_disable(db_url, monkeypatch, capsys):
 def test_users_cli_without_password_source_fails_cleanly(db_url, monkeypatch, capsys):
     monkeypatch.delenv("CODEALIGN_PASSWORD", raising=False)
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-    assert main(["users", "add", "erin"]) == 2
+    assert main(["--db", db_url, "users", "add", "erin"]) == 2
     assert "CODEALIGN_PASSWORD" in capsys.readouterr().err

@@ -1,6 +1,11 @@
-"""What each process runs under ``accelerate launch``: ``python -m alignment.train_cli_entry STAGE --config F
-[key=value ...]`` — the arguments of ``codealign train`` without the launch options. The DB URL travels in
-``$CODEALIGN_DB_URL``; rank 0 alone writes rows (alignment.runs)."""
+"""What each process runs under ``accelerate launch``: ``python -m alignment.commands.train_entry STAGE
+--config FILE [KEY=VALUE ...]`` — the arguments of ``codealign train`` without the launch options.
+
+The database travels to every rank in the child environment the launcher builds (``CODEALIGN_DB_URL``, set
+in ``subprocess.run(env=...)``, never in the parent's ``os.environ``; the environment, unlike argv, is not
+readable by other users in ``/proc``); this entry point reads it once and passes a ``Database`` down. Rank 0
+alone writes rows (:mod:`alignment.runs`).
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,23 @@ import atexit
 import os
 import sys
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
+    from alignment.commands.train import print_outcome
     from alignment.quiet import quiet_libraries
-    from alignment.train_cli import check_stage, print_outcome, run_stage
+    from alignment.stages import resolve_config, train_stage
+    from db.session import DB_URL_ENV, Database
 
     quiet_libraries()
-    parser = argparse.ArgumentParser(prog="alignment.train_cli_entry")
+    parser = argparse.ArgumentParser(prog="alignment.commands.train_entry")
     parser.add_argument("stage")
     parser.add_argument("--config", required=True)
     args, overrides = parser.parse_known_args(argv)  # the launcher puts the KEY=VALUE overrides last
     try:
-        check_stage(args.stage)
-        print_outcome(run_stage(args.stage, args.config, overrides))
+        db = Database.at(os.environ.get(DB_URL_ENV))
+        print_outcome(train_stage(args.stage, resolve_config(args.stage, args.config, overrides), db))
     except UserError as exc:
         print(f"codealign: error: {exc}", file=sys.stderr)
         return 2

@@ -39,14 +39,4 @@ from __future__ import annotations
 from alignment.report.data import ReportData, budget_note, collect
 from alignment.report.page import write_report
 
-__all__ = ["ReportData", "budget_note", "collect", "register", "write_report"]
-
-
-def register(parser) -> None:
-    parser.add_argument("--out", required=True, help="directory for index.html and the PNG plots")
-    parser.set_defaults(func=_command)
-
-
-def _command(args) -> int:
-    print(f"report written to {write_report(args.out)}")
-    return 0
+__all__ = ["ReportData", "budget_note", "collect", "write_report"]

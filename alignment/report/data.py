@@ -14,9 +14,10 @@ from alignment.report.stats import Estimate, bootstrap_mean, paired_difference, 
 CURVE_KEYS = ("loss", "reward", "rewards/accuracies", "eval_accuracy", "kl", "objective/kl")
 # The mean training reward each RL stage logs (both the weighted sum of its reward functions, before any KL).
 RL_REWARD_KEYS = {"grpo": "reward", "ppo": "objective/scores"}
+REWARD_MODEL_STAGES = ("reward_model", "reward")  # "reward": runs recorded before the stage was renamed
 BUDGET_TOLERANCE = 0.10  # budgets further apart than this (relative to the smaller) are flagged
 # Sort order of policy stages: where training starts, then the reward model, the aligned policies, the control.
-_STAGE_RANK = {"base": 0, "external": 0, "sft": 1, "reward": 2, "control": 4}
+_STAGE_RANK = {"base": 0, "external": 0, "sft": 1, "reward_model": 2, "reward": 2, "control": 4}
 _DATA_OF_STAGE = {"sft": "reference solutions of", "grpo": "prompts of", "ppo": "prompts of"}
 
 
@@ -375,7 +376,7 @@ def _collect_run(data: ReportData, run, policies: dict) -> None:
             if isinstance(entry.get(key), (int, float)):
                 panel = data.curves.setdefault((run.stage, key), {})
                 panel.setdefault(curve_label, []).append((float(step), float(entry[key])))
-    if run.stage == "reward" and run.status == "completed":
+    if run.stage in REWARD_MODEL_STAGES and run.status == "completed":
         _collect_reward_model(data, run, label, policy, policies)
     if run.stage in RL_REWARD_KEYS and run.status == "completed":
         _collect_budget(data, run, label, policy, policies)

@@ -231,17 +231,15 @@ def _breakdown_section(data: ReportData, out: Path) -> str:
     )
 
 
-def write_report(out_dir: str | Path, db_url: str | None = None) -> Path:
+def write_report(out_dir: str | Path, db) -> Path:
     """Write ``index.html`` and its PNGs to ``out_dir``; return the HTML path."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from db.session import db_url as resolve_url
-    from db.session import redact, session_scope
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with session_scope(db_url) as session:
+    with db.session() as session:
         data = collect(session)
 
     plotted = plots.plot_curves(data, out / "training_curves.png")
@@ -260,7 +258,7 @@ def write_report(out_dir: str | Path, db_url: str | None = None) -> Path:
     ]
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta = (
-        f"Generated {generated} from {redact(resolve_url(db_url))}: {sum(1 for r in data.lineage if r.policy)} "
+        f"Generated {generated} from {db}: {sum(1 for r in data.lineage if r.policy)} "
         f"policies, {sum(1 for r in data.lineage if r.run)} training runs, {len(data.comparisons)} evaluation "
         "setup(s)."
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from alignment.config import add_overrides
+from codealign.flags import add_overrides
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -22,24 +22,23 @@ def register(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--build-only", action="store_true", help="create ranking items and exit")
     mode.add_argument("--no-build", action="store_true", help="serve without creating new items")
     add_overrides(parser)
-    parser.set_defaults(func=_annotate)
+    parser.set_defaults(run=_annotate)
 
 
-def _annotate(args) -> int:
-    from alignment.config import load_config
-    from alignment.provenance import cli_actor
+def _annotate(args, db) -> int:
     from annotation_ui.config import AnnotateConfig
     from annotation_ui.items import build_items
-    from db.session import db_url, session_scope
+    from codealign.config import load_config
+    from codealign.provenance import cli_actor
 
     cfg = load_config(AnnotateConfig, args.config, args.overrides)
     cfg.guidelines_markdown()  # a missing guidelines file fails now, not on the first page load
     if args.build_only or (cfg.build_items_on_start and not args.no_build):
-        with session_scope() as session:
+        with db.session() as session:
             created = build_items(
                 session,
                 k=cfg.k,
-                policy=cfg.selection_policy,
+                selection=cfg.selection_policy,
                 required_annotations=cfg.required_annotations,
                 overlap_share=cfg.overlap_share,
                 overlap_annotations=cfg.overlap_annotations,
@@ -53,5 +52,5 @@ def _annotate(args) -> int:
         return 0
     from annotation_ui.app import launch_app
 
-    launch_app(cfg, db_url(), host=args.host, port=args.port, block=True)
+    launch_app(cfg, db, host=args.host, port=args.port, block=True)
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from alignment.config import add_overrides
+from codealign.flags import add_overrides
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -20,18 +20,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--png", default="arena_leaderboard.png", help="where to write the plot")
     add_overrides(parser)
-    parser.set_defaults(func=_compare)
+    parser.set_defaults(run=_compare)
 
 
-def _compare(args) -> int:
-    from alignment.config import load_config
-    from alignment.errors import UserError
+def _compare(args, db) -> int:
     from annotation_ui.arena import format_leaderboard, leaderboard, plot_leaderboard
     from annotation_ui.config import AnnotateConfig
-    from db.session import session_scope
+    from codealign.config import load_config
+    from codealign.errors import UserError
 
     cfg = load_config(AnnotateConfig, args.config, args.overrides)
-    with session_scope() as session:
+    with db.session() as session:
         rows = leaderboard(session, split=cfg.arena_split, rounds=cfg.bootstrap_rounds, seed=cfg.seed)
     if not rows:
         raise UserError("no arena votes yet: reviewers vote in the Arena tab of `codealign annotate`")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from alignment.config import add_overrides
+from codealign.flags import add_overrides
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -22,17 +22,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--config", default=None, help="YAML for ExportConfig (configs/export_preferences.yaml)"
     )
     add_overrides(prefs, "e.g. consensus=mean_rank min_annotators=2")
-    prefs.set_defaults(func=_export_preferences)
+    prefs.set_defaults(run=_export_preferences)
 
 
-def _export_preferences(args) -> int:
-    from alignment.config import load_config
-    from alignment.provenance import cli_actor
+def _export_preferences(args, db) -> int:
     from annotation_ui.export import ExportConfig, collect_preferences, write_preferences
-    from db.session import session_scope
+    from codealign.config import load_config
+    from codealign.provenance import cli_actor
 
     cfg = load_config(ExportConfig, args.config, args.overrides)
-    with session_scope() as session:
+    with db.session() as session:
         rows = collect_preferences(session, cfg)
     result = write_preferences(rows, args.out, cfg, created_by=cli_actor())
     print(f"wrote {result.pairs} pairs from {result.items} items (consensus={cfg.consensus})")

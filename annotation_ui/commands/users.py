@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from alignment.errors import UserError
+from codealign.errors import UserError
 
 PASSWORD_ENV = "CODEALIGN_PASSWORD"
 
@@ -27,16 +27,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--password-env", default=PASSWORD_ENV, help=f"env var holding the password (default {PASSWORD_ENV})"
     )
-    add.set_defaults(func=_add)
+    add.set_defaults(run=_add)
     lst = sub.add_parser("list", help="list accounts")
-    lst.set_defaults(func=_list)
+    lst.set_defaults(run=_list)
     for action, help_text in (
         ("disable", "block an account (keeps its annotations)"),
         ("enable", "unblock an account"),
     ):
         p = sub.add_parser(action, help=help_text)
         p.add_argument("name")
-        p.set_defaults(func=_set_active, active=action == "enable")
+        p.set_defaults(run=_set_active, active=action == "enable")
 
 
 def read_password(env_var: str) -> str:
@@ -54,23 +54,21 @@ def read_password(env_var: str) -> str:
     return first
 
 
-def _add(args) -> int:
-    from alignment.provenance import cli_actor
+def _add(args, db) -> int:
     from annotation_ui.users import add_user
-    from db.session import session_scope
+    from codealign.provenance import cli_actor
 
     password = read_password(args.password_env)
-    with session_scope() as session:
+    with db.session() as session:
         user = add_user(session, args.name, password, args.role, created_by=cli_actor())
     print(f"created {user.role} {user.name!r}")
     return 0
 
 
-def _list(args) -> int:
+def _list(args, db) -> int:
     from annotation_ui.users import list_users
-    from db.session import session_scope
 
-    with session_scope() as session:
+    with db.session() as session:
         users = list_users(session)
     print(f"{'name':<24} {'role':<10} active")
     for user in users:
@@ -78,11 +76,10 @@ def _list(args) -> int:
     return 0
 
 
-def _set_active(args) -> int:
+def _set_active(args, db) -> int:
     from annotation_ui.users import set_active
-    from db.session import session_scope
 
-    with session_scope() as session:
+    with db.session() as session:
         user = set_active(session, args.name, args.active)
     print(f"{user.name!r} is now {'enabled' if user.active else 'disabled'}")
     return 0

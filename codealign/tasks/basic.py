@@ -10,9 +10,9 @@
 
 A task's *structure* is the tuple of operation names it composes (``meta["structure"]``); constants and
 inputs are not part of it, so no held-out structure is ever seen in *supervised* training, whatever the
-constants. This is the split that leaves something to align after SFT (GUIDE §10: splitting by constants or
+constants. This is the split that leaves something to align after SFT (docs/pipeline.md, *Design measurements*: splitting by constants or
 by unseen pairs at the same depth lets plain SFT generalise to ~90 %). The pool is what RL practice uses:
-unlabeled prompts from the distribution the policy is evaluated on (GUIDE §10: prompts drawn from held-out-like
+unlabeled prompts from the distribution the policy is evaluated on (measured there: prompts drawn from held-out-like
 compositions gave the gains, train-split prompts gave nothing); the quickstart's control row (SFT trained
 further for the same steps) tells whether a gain is alignment or just more training.
 
@@ -22,7 +22,7 @@ mutant that skips the step fails at least one test (so each clause matters), as 
 
 Example::
 
-    from alignment.tasks.basic import generate_suite
+    from codealign.tasks.basic import generate_suite
     tasks = generate_suite(seed=0)
     print(tasks[0].prompt + tasks[0].reference_solution)
 """
@@ -35,8 +35,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from alignment.tasks import basic_ops as ops
-from alignment.tasks.spec import TaskSpec
+from codealign.tasks import basic_ops as ops
+from codealign.tasks.spec import TaskSpec
 
 SUITE = "basic"
 DEPTH3_TRAIN_SHARE = 0.10

@@ -25,8 +25,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from alignment.errors import UserError
-from alignment.tasks.spec import SPLITS, TaskSpec
+from codealign.errors import UserError
+from codealign.tasks.spec import SPLITS, TaskSpec
 
 _KNOWN = {
     "task_id",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alignment.tasks.spec import TaskSpec
+from codealign.tasks.spec import TaskSpec
 
 
 def load_humaneval() -> list[TaskSpec]:

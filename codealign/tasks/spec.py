@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-SPLITS = ("train", "test", "pool")  # pool: prompts + tests without reference, for RL (GUIDE §10)
+SPLITS = ("train", "test", "pool")  # pool: prompts + tests without reference, for RL (docs/pipeline.md)
 
 
 @dataclass(frozen=True)

@@ -31,19 +31,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--source", help="suite name stored with the tasks (default: suite or file stem)")
     imp.add_argument("--seed", type=int, default=0, help="generator seed for --suite basic (default 0)")
     imp.add_argument("--dataset-split", help="which split of a DatasetDict to import")
-    imp.set_defaults(func=_import)
+    imp.set_defaults(run=_import)
 
     lst = sub.add_parser("list", help="list tasks, or count them per suite and split with --counts")
     lst.add_argument("--source", help="only this suite")
     lst.add_argument("--split", help="only this split (train, test, pool)")
     lst.add_argument("--limit", type=int, default=20, help="at most this many rows (default 20)")
     lst.add_argument("--counts", action="store_true", help="print task counts per suite and split")
-    lst.set_defaults(func=_list)
+    lst.set_defaults(run=_list)
 
     show = sub.add_parser("show", help="print one task: prompt, tests, reference solution")
     show.add_argument("task_id", help="task id, e.g. HumanEval/0 or basic/test/0007")
     show.add_argument("--source", help="suite, when the id exists in several")
-    show.set_defaults(func=_show)
+    show.set_defaults(run=_show)
 
 
 def load_specs(args: argparse.Namespace):
@@ -51,29 +51,28 @@ def load_specs(args: argparse.Namespace):
     from pathlib import Path
 
     if args.suite == "humaneval":
-        from alignment.tasks.humaneval import load_humaneval
+        from codealign.tasks.humaneval import load_humaneval
 
         return load_humaneval(), args.source or "humaneval"
     if args.suite == "basic":
-        from alignment.tasks.basic import generate_suite
+        from codealign.tasks.basic import generate_suite
 
         return generate_suite(seed=args.seed), args.source or "basic"
     if args.jsonl:
-        from alignment.tasks.custom import load_jsonl
+        from codealign.tasks.custom import load_jsonl
 
         return load_jsonl(args.jsonl), args.source or Path(args.jsonl).stem
-    from alignment.tasks.custom import load_datasets_path
+    from codealign.tasks.custom import load_datasets_path
 
     return load_datasets_path(args.dataset, args.dataset_split), args.source or Path(args.dataset).stem
 
 
-def _import(args: argparse.Namespace) -> int:
-    from alignment.provenance import cli_actor
-    from alignment.tasks.importer import import_tasks
-    from db.session import session_scope
+def _import(args: argparse.Namespace, db) -> int:
+    from codealign.provenance import cli_actor
+    from db.tasks import import_tasks
 
     specs, source = load_specs(args)
-    with session_scope() as session:
+    with db.session() as session:
         result = import_tasks(session, specs, source, created_by=cli_actor())
     print(
         f"{source}: {result.total} tasks ({result.added} added, {result.updated} updated, "
@@ -82,17 +81,16 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace, db) -> int:
     from sqlalchemy import func, select
 
-    from alignment.errors import UserError
-    from alignment.tasks.importer import task_counts
+    from codealign.errors import UserError
     from db.models import Task
-    from db.session import session_scope
+    from db.tasks import task_counts
 
     if args.limit < 1:
         raise UserError(f"--limit must be positive, got {args.limit}")
-    with session_scope() as session:
+    with db.session() as session:
         if args.counts:
             rows = [
                 (source, split, count)
@@ -122,14 +120,13 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(args: argparse.Namespace, db) -> int:
     from sqlalchemy import select
 
-    from alignment.errors import UserError
+    from codealign.errors import UserError
     from db.models import Task
-    from db.session import session_scope
 
-    with session_scope() as session:
+    with db.session() as session:
         query = select(Task).where(Task.task_id == args.task_id)
         if args.source:
             query = query.where(Task.source == args.source)
