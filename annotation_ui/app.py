@@ -175,7 +175,8 @@ def launch_app(
     cfg: AnnotateConfig, db: Database, *, host: str | None = None, port: int | None = None, block: bool = True
 ) -> LaunchedApp:
     """Serve the app. Guarantees: auth on, run history and monitoring off, no share link, the SQLite DB
-    directory blocked from file serving. Non-guarantee: TLS (put a reverse proxy in front, see docs)."""
+    directory blocked from file serving, the routes of :mod:`annotation_ui.guard` (login back-off, no uploads,
+    nothing for strangers). Non-guarantee: TLS (put a reverse proxy in front, see docs)."""
     demo = build_app(cfg, db)
     demo.queue(default_concurrency_limit=8)
 
@@ -193,7 +194,17 @@ def launch_app(
     if db.sqlite_path():
         blocked.append(str(Path(db.sqlite_path()).resolve().parent))
 
+    from starlette.middleware import Middleware
+
+    from annotation_ui.guard import Guard
     from annotation_ui.render import page_css
+
+    guard = Middleware(
+        Guard,
+        login_failures_per_account=cfg.login_failures_per_account,
+        login_failures_per_address=cfg.login_failures_per_address,
+        max_streams_per_session=cfg.max_streams_per_session,
+    )
 
     host, port = host or cfg.host, port if port is not None else cfg.port
     try:
@@ -215,6 +226,7 @@ def launch_app(
             prevent_thread_lock=True,
             css=page_css(),
             head=f"<script>{_SHORTCUT_JS}</script>",
+            app_kwargs={"middleware": [guard]},
         )
     except OSError as exc:  # port taken, address not local, ...
         raise UserError(f"cannot serve on {host}:{port} ({exc}); pick another --port or --host") from None

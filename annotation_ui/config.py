@@ -56,6 +56,10 @@ class AnnotateConfig:
     host: str = "127.0.0.1"  # bind address; put a TLS proxy in front for a team (docs/annotation.md)
     port: int = 7860
     root_path: str = ""  # URL prefix when served behind a proxy at a sub-path
+    # Login back-off (annotation_ui.guard): failed logins allowed per moving window, then 429 + Retry-After.
+    login_failures_per_account: str = "5/15 minutes"
+    login_failures_per_address: str = "30/15 minutes"  # behind a proxy all users share one address
+    max_streams_per_session: int = 8  # open pages (heartbeat streams) per logged-in session
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= MAX_K:
@@ -70,6 +74,12 @@ class AnnotateConfig:
             raise ConfigError(f"claim_ttl_minutes: must be > 0, got {self.claim_ttl_minutes}")
         if self.bootstrap_rounds < 0:
             raise ConfigError(f"bootstrap_rounds: must be >= 0, got {self.bootstrap_rounds}")
+        if self.max_streams_per_session < 1:
+            raise ConfigError(f"max_streams_per_session: must be >= 1, got {self.max_streams_per_session}")
+        from annotation_ui.guard import parse_limit
+
+        parse_limit(self.login_failures_per_account, "login_failures_per_account")
+        parse_limit(self.login_failures_per_address, "login_failures_per_address")
         if not self.skip_reasons:
             raise ConfigError("skip_reasons: give at least one reason")
 
