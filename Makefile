@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.codealign-installed
 
-.PHONY: venv quickstart test test-slow lock clean-venv
+.PHONY: venv quickstart benchmark test test-slow lock clean-venv
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 quickstart: venv
 	$(BIN)/codealign quickstart
+
+# Every method x 3 seeds (configs/benchmark.yaml): the README's table, with mean and interval per cell.
+benchmark: venv
+	$(BIN)/codealign benchmark
 
 # System services the tests use: a loopback PostgreSQL (DB tests run on SQLite and Postgres) and Debian's
 # chromium for the browser test. Both install themselves when run as root (then the Postgres tests are

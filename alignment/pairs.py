@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from codealign.config import ConfigError
 from codealign.errors import UserError
+from codealign.tasks.chat import task_messages
 from reward.execution import pass_ratio
 
 
@@ -42,6 +43,10 @@ class PairSettings:
     max_pairs_per_task: int = 4
     human_export_dir: str | None = None  # read pairs from an export instead of DB rankings
     human_consensus: Literal["none", "mean_rank", "majority", "unanimous"] = "majority"
+    # Keep a human pair only when chosen and rejected got the same execution verdict (both pass or both
+    # fail): execution already decides correctness; what people add is the judgment execution cannot make.
+    # With source=mixed that leaves the pairs across verdicts to execution.
+    human_within_verdict: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_chosen_pass <= 1.0:
@@ -60,6 +65,16 @@ class PreferencePair:
     margin: float
     source: str  # execution | human
     task_id: str
+    # chosen and rejected both passed or both did not (None: unknown, e.g. pairs read from an export file)
+    same_verdict: bool | None = None
+    # A chat task's conversation, set by build_pairs: what DPO and the reward model tokenize (``prompt`` is its
+    # display text then). Left out of equality and hashing: it follows from the task.
+    messages: list[dict[str, str]] | None = field(default=None, compare=False)
+
+    @property
+    def model_prompt(self) -> str | list[dict[str, str]]:
+        """What the model reads before the answer: the conversation of a chat task, else the prompt."""
+        return self.messages if self.messages is not None else self.prompt
 
 
 @dataclass(frozen=True)
@@ -89,9 +104,16 @@ def execution_pairs_for_task(
             if p_c - p >= settings.min_gap - 1e-9 and (p > 0 or settings.rejected_may_fail_all)
         ]
         for j, (text_r, p_r) in enumerate(rejected):
-            combos.append(
-                (j, i, PreferencePair(prompt, text_c, text_r, round(p_c - p_r, 6), "execution", task_id))
+            pair = PreferencePair(
+                prompt,
+                text_c,
+                text_r,
+                round(p_c - p_r, 6),
+                "execution",
+                task_id,
+                (p_c == 1.0) == (p_r == 1.0),
             )
+            combos.append((j, i, pair))
     # Round-robin: every chosen text gets its worst rejected before any gets a second one.
     return [pair for _, _, pair in sorted(combos, key=lambda c: c[:2])[: settings.max_pairs_per_task]]
 
@@ -135,17 +157,40 @@ def execution_pairs(settings: PairSettings, db) -> list[PreferencePair]:
 def human_pairs(settings: PairSettings, db) -> list[PreferencePair]:
     if settings.human_export_dir:
         return read_export(settings.human_export_dir)
+    from sqlalchemy import select
+
     from annotation_ui.export import ExportConfig, collect_preferences
+    from db.models import Completion, Execution, Policy
 
     pairs = []
     for split in settings.splits:
         export_cfg = ExportConfig(consensus=settings.human_consensus, source=settings.dataset, split=split)
         with db.session() as session:
             rows = collect_preferences(session, export_cfg)
-        pairs += [
-            PreferencePair(r["prompt"], r["chosen"], r["rejected"], float(r["margin"]), "human", r["task_id"])
-            for r in rows
-        ]
+            ids = {r["chosen_completion_id"] for r in rows} | {r["rejected_completion_id"] for r in rows}
+            passed = dict(
+                session.execute(
+                    select(Execution.completion_id, Execution.verdict == "passed").where(
+                        Execution.completion_id.in_(ids)
+                    )
+                ).all()
+            )
+            if settings.policies:  # only rankings of those policies' completions
+                owned = select(Completion.id).join(Policy, Policy.id == Completion.policy_id)
+                mine = set(
+                    session.scalars(owned.where(Completion.id.in_(ids), Policy.name.in_(settings.policies)))
+                )
+                rows = [r for r in rows if {r["chosen_completion_id"], r["rejected_completion_id"]} <= mine]
+        for r in rows:
+            c, rj = passed.get(r["chosen_completion_id"]), passed.get(r["rejected_completion_id"])
+            same = None if c is None or rj is None else c == rj
+            if settings.human_within_verdict and same is not True:
+                continue
+            pairs.append(
+                PreferencePair(
+                    r["prompt"], r["chosen"], r["rejected"], float(r["margin"]), "human", r["task_id"], same
+                )
+            )
     return pairs
 
 
@@ -192,7 +237,25 @@ def build_pairs(settings: PairSettings, db) -> list[PreferencePair]:
             f"{','.join(settings.splits)}: sample and score completions first (codealign sample / score), "
             f"or loosen pairs.min_chosen_pass={settings.min_chosen_pass} / pairs.min_gap={settings.min_gap}"
         )
-    return pairs
+    return with_conversations(pairs, settings.dataset, db)
+
+
+def with_conversations(pairs: list[PreferencePair], source: str, db) -> list[PreferencePair]:
+    """``pairs`` with the conversation of every chat task of suite ``source`` attached (``messages``)."""
+    from sqlalchemy import select
+
+    from db.models import Task
+
+    if not db.exists():
+        return pairs
+    with db.session() as session:
+        metas = session.execute(
+            select(Task.task_id, Task.meta).where(
+                Task.source == source, Task.task_id.in_({p.task_id for p in pairs})
+            )
+        ).all()
+    chats = {task_id: messages for task_id, meta in metas if (messages := task_messages(meta)) is not None}
+    return [replace(p, messages=chats[p.task_id]) if p.task_id in chats else p for p in pairs]
 
 
 def split_by_task(pairs: list[PreferencePair], eval_fraction: float, seed: int = 0):
@@ -217,7 +280,8 @@ def split_by_task(pairs: list[PreferencePair], eval_fraction: float, seed: int =
 
 
 def to_dataset(pairs: list[PreferencePair], implicit_prompt: bool = False):
-    """A ``datasets.Dataset``. ``implicit_prompt``: chosen/rejected carry the prompt (RewardTrainer's form)."""
+    """A ``datasets.Dataset``. ``implicit_prompt``: chosen/rejected carry the prompt (RewardTrainer's form).
+    Pairs of chat tasks add a ``messages`` column (None for completion tasks)."""
     from datasets import Dataset
 
     rows = [
@@ -229,5 +293,7 @@ def to_dataset(pairs: list[PreferencePair], implicit_prompt: bool = False):
         }
         for p in pairs
     ]
+    if any(p.messages is not None for p in pairs):
+        rows = [{**row, "messages": p.messages} for row, p in zip(rows, pairs)]
     dataset = Dataset.from_list(rows)
     return dataset.remove_columns("prompt") if implicit_prompt else dataset

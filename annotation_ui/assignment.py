@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, func, or_, select, update
@@ -113,9 +114,18 @@ def _item_view(session: Session, assignment: Assignment, ranking: Ranking | None
 
 
 def claim_next(
-    session: Session, user: User, *, claim_ttl_minutes: float, seed: int = 0, now: dt.datetime | None = None
+    session: Session,
+    user: User,
+    *,
+    claim_ttl_minutes: float,
+    seed: int = 0,
+    now: dt.datetime | None = None,
+    among: Collection[int] | None = None,
 ) -> ItemView | None:
-    """The user's live claim if they have one, else a newly claimed open item; None when nothing is left."""
+    """The user's live claim if they have one, else a newly claimed open item; None when nothing is left.
+
+    ``among`` restricts new claims to those item ids (the simulated panel ranks a share and leaves the rest
+    to people)."""
     now = now or utcnow()
     # A write first: on SQLite it takes the write lock, so choose-then-claim below cannot interleave.
     session.execute(
@@ -129,9 +139,10 @@ def claim_next(
     if live is not None:
         return _item_view(session, live)
     for _ in range(5):  # PostgreSQL: another claimer may fill the item between choose and lock
-        item = session.scalar(
-            _open_items_query(user, now).order_by(RankingItem.priority.desc(), RankingItem.id).limit(1)
-        )
+        query = _open_items_query(user, now)
+        if among is not None:
+            query = query.where(RankingItem.id.in_(list(among)))
+        item = session.scalar(query.order_by(RankingItem.priority.desc(), RankingItem.id).limit(1))
         if item is None:
             return None
         session.scalar(select(RankingItem.id).where(RankingItem.id == item.id).with_for_update())

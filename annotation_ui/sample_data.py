@@ -137,6 +137,7 @@ def _add_static_scores(session: Session, completions: list[tuple[int, str, str]]
     results = analyze_batch(
         [prompt + text for _, prompt, text in completions],
         score_from_line=[prompt.count("\n") + 1 for _, prompt, _ in completions],
+        readability=True,
     )
     for (completion_id, _, _), static in zip(completions, results):
         session.add(

@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false as sa_false
 
 
 def utcnow() -> dt.datetime:
@@ -178,6 +179,9 @@ class Annotator(_Provenance, Base):
         String(20), nullable=False, default="annotator"
     )  # annotator|reviewer|admin
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # A simulated panel member (annotation_ui.panel): ranks through the same service as people, and every
+    # export and metric can tell the two apart.
+    simulated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=sa_false())
 
 
 class RankingItem(_Provenance, Base):
@@ -302,3 +306,21 @@ class EvalResult(_Provenance, Base):
     # task_id -> [n, c] (samples, correct): the report's bootstrap intervals resample tasks from these.
     # None in rows stored before revision 0003.
     per_task: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Secondary measurements of the samples (readability issue rates, lines, lint findings, ...); pass@k is
+    # the primary one.
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# ------------------------------------------------------------------------------------------- serving
+class ApiKey(_Provenance, Base):
+    """A key of the serving API (``codealign keys``). Only the SHA-256 of the key is stored; ``prefix`` is
+    its first characters, shown by ``keys list`` so a person can tell keys apart. A revoked key keeps its row
+    (``revoked_at`` set) so its name is not reused by accident."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(String(20), nullable=False)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -19,7 +19,7 @@ mean of each term and per-sample verdicts.
 from __future__ import annotations
 
 import logging
-import re
+import math
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from codealign.errors import UserError
+from codealign.tasks.chat import program
 from reward.shaping import combine, execution_score, static_score
 from reward.static import StaticResult
 
@@ -44,6 +45,12 @@ class RewardFunctionConfig:
     execution_weight: float = 1.0
     static_weight: float = 0.1  # a tie-breaker among programs with equal execution reward
     learned_weight: float = 0.0  # used only when a scorer is supplied
+    # How the learned (reward-model) term enters. "additive": everywhere. "gated": only where every test
+    # passed, squashed to learned_weight * learned_bound * tanh(score) — so no reward-model score can lift
+    # a failing program over a passing one, and in a group where nothing passes the reward model moves nothing.
+    # (Measured additive on this suite: the policy gamed the reward model, pass@1 fell 12.9 -> 2.9 %.)
+    learned_mode: Literal["additive", "gated"] = "additive"
+    learned_bound: float = 0.5
     shaping: Literal["rltf", "binary", "pass_ratio"] = "rltf"  # rltf = base + partial credit (see shaping.py)
     passed_reward: float = 1.0
     failed_reward: float = -0.3
@@ -66,6 +73,11 @@ class RewardFunctionConfig:
             raise UserError("timeout_s and batch_timeout_s must be positive")
         if self.memory_mb < 16:
             raise UserError(f"memory_mb must be at least 16, got {self.memory_mb}")
+        if self.learned_mode == "gated" and self.learned_weight * self.learned_bound >= self.passed_reward:
+            raise UserError(
+                "learned_weight x learned_bound must stay below passed_reward in gated mode, or a reward-model "
+                f"score could outweigh passing the tests ({self.learned_weight} x {self.learned_bound})"
+            )
 
 
 @dataclass
@@ -79,9 +91,6 @@ class RewardBreakdown:
     error_line: int | None = None  # line of prompt + completion that raised (RLTF penalises its tokens)
 
 
-_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
-
-
 def _text(message: Any) -> str:
     if isinstance(message, str):
         return message
@@ -92,12 +101,11 @@ def _text(message: Any) -> str:
 
 
 def program_text(prompt: Any, completion: Any) -> str:
-    """What runs: ``prompt + completion`` for plain text; the fenced code of the reply for chat data."""
+    """What runs: ``prompt + completion`` for plain text; the code of the reply for chat data (fenced or bare:
+    :func:`codealign.tasks.chat.program`, the one extractor evaluation, scoring and the app use too)."""
     if isinstance(completion, str):
-        return _text(prompt) + completion
-    reply = _text(completion)
-    fenced = _FENCE.findall(reply)
-    return fenced[0] if fenced else reply
+        return program(_text(prompt), completion, chat=False)
+    return program("", _text(completion), chat=True)
 
 
 def _tests_column(columns: dict, n: int) -> list[list[str]]:
@@ -168,6 +176,9 @@ def compute_rewards(
         exec_r = execution_score(execution, cfg) if execution is not None else 0.0
         static_r = static_score(static[i], cfg.static_weights) if static is not None else None
         learned_r = float(learned[i]) if learned is not None else None
+        if learned_r is not None and cfg.learned_mode == "gated":
+            passed = execution is not None and execution.verdict == "passed"
+            learned_r = cfg.learned_bound * math.tanh(learned_r) if passed else 0.0
         out.append(
             RewardBreakdown(
                 total=combine(exec_r, static_r, learned_r, weights_cfg),

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from codealign.tasks.chat import program, task_messages
+
 DEGRADED_WARNING = (
     "WARNING: sandbox isolation is {level}, not full ({notes}). Generated code runs with weaker limits: "
     "it may reach the network or files this user can access. Run as root on Linux for full isolation."
@@ -136,7 +138,7 @@ def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: S
         to_run = [c for c in rows if c.execution is None]
         to_analyze = [c for c in rows if c.static_score is None]
         results = get_pool(opts.workers).run_batch(
-            [(c.task.prompt + c.text, _tests_of(c.task), c.task.prompt) for c in to_run],
+            [_request(c) for c in to_run],
             timeout_s=opts.timeout_s,
             memory_mb=opts.memory_mb,
             on_result=(lambda i, r: bar.update(1)) if bar is not None else None,
@@ -145,8 +147,9 @@ def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: S
             session.add(Execution(completion_id=completion.id, created_by=created_by, **result.db_fields()))
             summary.verdicts[result.verdict] += 1
         statics = analyze_batch(
-            [c.task.prompt + c.text for c in to_analyze],
-            score_from_line=[c.task.prompt.count("\n") + 1 for c in to_analyze],
+            [_program(c) for c in to_analyze],
+            score_from_line=[1 if _chat(c) else c.task.prompt.count("\n") + 1 for c in to_analyze],
+            readability=True,
         )
         for completion, static in zip(to_analyze, statics):
             findings = dict(static.findings, syntax_error=static.syntax_error)
@@ -163,6 +166,22 @@ def _score_batch(ids: list[int], opts: ScoreOptions, created_by: str, summary: S
             bar.update(len(rows) - len(to_run))
     summary.executed += len(to_run)
     summary.analyzed += len(to_analyze)
+
+
+def _chat(completion) -> bool:
+    return task_messages(completion.task.meta) is not None
+
+
+def _program(completion) -> str:
+    """``prompt + completion``, or the code of a chat task's answer (:func:`codealign.tasks.chat.program`)."""
+    return program(completion.task.prompt, completion.text, _chat(completion))
+
+
+def _request(completion) -> tuple:
+    """A sandbox request; a completion task's prompt travels along (the tests use its helpers)."""
+    if _chat(completion):
+        return (_program(completion), _tests_of(completion.task))
+    return (_program(completion), _tests_of(completion.task), completion.task.prompt)
 
 
 def _tests_of(task) -> list[str]:

@@ -62,8 +62,13 @@ def analyze_batch(
     score_from_line: Sequence[int] | None = None,
     workers: int = 1,
     ruff: bool = True,
+    readability: bool = False,
 ) -> list[StaticResult]:
-    """All static signals for ``codes`` (see module docstring). ``workers`` > 1 parallelises big batches."""
+    """All static signals for ``codes`` (see module docstring). ``workers`` > 1 parallelises big batches.
+
+    ``readability`` adds :mod:`reward.readability`'s issues in the scored part (``findings["readability"]``,
+    ``scores["readability"] = 1 / (1 + issues)``): what ``codealign score`` stores for annotators, the panel
+    and the report; off by default, since the reward path does not use it (a second ruff pass + vulture)."""
     codes = list(codes)
     starts = list(score_from_line) if score_from_line is not None else [1] * len(codes)
     if len(starts) != len(codes):
@@ -79,7 +84,14 @@ def analyze_batch(
             if ruff_proc is not None and ruff_proc.poll() is None:
                 ruff_proc.kill()
                 ruff_proc.communicate()
-    return [_combine(sig, rf, start) for sig, rf, start in zip(local, ruff_findings, starts)]
+    results = [_combine(sig, rf, start) for sig, rf, start in zip(local, ruff_findings, starts)]
+    if readability:
+        from reward.readability import readability_issues
+
+        for result, issues in zip(results, readability_issues(codes, starts)):
+            result.findings["readability"] = [i.as_dict() for i in issues]
+            result.scores["readability"] = 1.0 / (1.0 + len(issues)) if result.syntax_ok else 0.0
+    return results
 
 
 # ------------------------------------------------------------------------------------------------ ruff
@@ -95,7 +107,7 @@ def _ruff_binary() -> str:
     return find_ruff_bin()
 
 
-def _start_ruff(codes: list[str], tmp: str) -> subprocess.Popen:
+def _start_ruff(codes: list[str], tmp: str, rules: str = RUFF_RULES) -> subprocess.Popen:
     for i, code in enumerate(codes):
         fd = os.open(os.path.join(tmp, f"{i:07d}.py"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -111,7 +123,7 @@ def _start_ruff(codes: list[str], tmp: str) -> subprocess.Popen:
         "--isolated",
         "--exit-zero",
         "--select",
-        RUFF_RULES,
+        rules,
         "--line-length",
         "110",
         tmp,

@@ -7,6 +7,8 @@ execution, evaluation, items, report — is the real code path.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -14,17 +16,19 @@ import alignment.generation
 from alignment.quickstart import DEFAULT_CONFIG, QuickstartConfig, check_stage_sections, run_quickstart
 from codealign.config import load_config
 from codealign.tasks.basic import generate_suite
-from db.models import EvalResult, Policy, RankingItem, TrainingRun
+from db.models import Annotator, EvalResult, Policy, RankingItem, TrainingRun
 from db.session import session_scope
 
 MICRO = {
     "model_preset": "test",
     "sample_prompts": 6,
-    "sample_k": 3,
+    "sample_k": 4,
     "max_new_tokens": 8,
     "batch_size": 16,
-    "stages": ["sft", "dpo", "grpo", "control"],
+    "items_left_open": 1,
+    "stages": ["sft", "reward_model", "dpo", "grpo", "control"],
     "sft": {"tasks": {"limit": 16}, "max_steps": 2, "per_device_train_batch_size": 8, "logging_steps": 1},
+    "reward_model": {"max_steps": 2, "per_device_train_batch_size": 4, "eval_fraction": 0.34},
     "dpo": {"max_steps": 2, "per_device_train_batch_size": 4, "pairs": {"min_chosen_pass": 1.0}},
     "grpo": {
         "max_steps": 1,
@@ -36,27 +40,40 @@ MICRO = {
     "eval_n": 2,
     "eval_ks": [1, 2],
     "eval_limit": 3,
-    "annotate_k": 2,
 }
 
 
 @pytest.fixture
 def steered_sampling(monkeypatch):
+    """The micro model is random: its samples of a task with a reference become the reference, a near miss
+    (one step dropped) and the reference in a sloppy style, so execution pairs, partial passes and
+    readability differences exist for the panel, the reward model and DPO."""
     references = {t.prompt: t.reference_solution for t in generate_suite(0)}
     real_generate = alignment.generation.generate
 
     def generate(policy, prompts, n=1, *args, **kwargs):
         sampled = real_generate(policy, prompts, n, *args, **kwargs)
-        return [[references[p], *texts[1:]] for p, texts in zip(prompts, sampled)]
+        out = []
+        for prompt, texts in zip(prompts, sampled):
+            ref = references.get(prompt)
+            if ref is not None and n >= 3:
+                lines = ref.splitlines(keepends=True)
+                near = "".join(lines[:1] + lines[2:]) if len(lines) > 2 else "    return None\n"
+                texts = [ref, near, "    unused = 0\n" + ref, *texts[3:]]
+            out.append(texts)
+        return out
 
     monkeypatch.setattr(alignment.generation, "generate", generate)
 
 
 def test_shipped_config_loads():
     cfg = load_config(QuickstartConfig, DEFAULT_CONFIG)
-    check_stage_sections(load_config(QuickstartConfig, DEFAULT_CONFIG, ["stages=[sft,dpo,grpo,control,ppo]"]))
+    every = "stages=[sft,reward_model,dpo,grpo,grpo_exec,ppo,control]"
+    check_stage_sections(load_config(QuickstartConfig, DEFAULT_CONFIG, [every]))
     assert cfg.eval_n >= 8 and cfg.eval_temperature == 0.8 and cfg.eval_split == "test"
-    assert {"sft", "dpo", "grpo", "control"} <= set(cfg.stages)
+    assert {"sft", "reward_model", "dpo", "grpo", "control"} <= set(
+        cfg.stages
+    ) and cfg.suite_styles == "mixed"
 
 
 def test_micro_quickstart_end_to_end(db, db_url, tmp_path, steered_sampling, capsys):
@@ -66,19 +83,33 @@ def test_micro_quickstart_end_to_end(db, db_url, tmp_path, steered_sampling, cap
     assert [row["policy"] for row in result.rows] == ["sft", "dpo", "grpo", "control"]
     for row in result.rows:
         assert 0.0 <= row["pass@1"] <= row["pass@2"] <= 1.0 and row["tasks"] == 3
+        assert 0.0 <= row["readability_issue_rate"] <= 1.0
+    assert (
+        result.rows[2]["reward_signals"] == ["execution", "human"] and result.rows[3]["reward_signals"] == []
+    )
+    assert all(
+        0.0 <= r["readability_win_rate"] <= 1.0 and len(r["readability_win_ci"]) == 2 for r in result.rows[1:]
+    )
     lines = result.table.splitlines()
-    assert lines[0].startswith("| policy | pass@1 | pass@2 | Δ pass@1 vs SFT")
+    assert lines[0].startswith("| policy | signals | pass@1 | pass@2 | Δ pass@1 | win vs SFT")
     assert [line.split("|")[1].strip() for line in lines[2:6]] == ["sft", "dpo", "grpo", "control"]
     assert "stage wall times: setup" in result.table and "total:" in result.table
+    summary = json.loads((result.output_dir / "quickstart.json").read_text())
+    assert summary["panel"]["annotators"] == 5 and summary["panel"]["items"] > 0
+    assert summary["panel"]["items_built"] - summary["panel"]["items"] >= 1  # some left for people
+    assert summary["reward_model"]["pairs"] > 0 and "heldout_accuracy_same_verdict" in summary["reward_model"]
 
     with session_scope(db_url) as session:
         runs = session.scalars(select(TrainingRun)).all()
-        assert sorted(r.stage for r in runs) == ["dpo", "grpo", "sft", "sft"]  # control is an SFT run
+        assert sorted(r.stage for r in runs) == ["dpo", "grpo", "reward_model", "sft", "sft"]  # control: SFT
         assert all(r.status == "completed" for r in runs)
         policies = {p.name: p for p in session.scalars(select(Policy))}
         sft = policies["qs-sft"]
         assert sft.parent.stage == "external"  # the freshly initialised base model
-        assert all(policies[f"qs-{name}"].parent_id == sft.id for name in ("dpo", "grpo", "control"))
+        assert all(
+            policies[f"qs-{name}"].parent_id == sft.id for name in ("reward_model", "dpo", "grpo", "control")
+        )
+        assert session.scalars(select(Annotator).where(Annotator.simulated)).all()  # the panel ranked
         assert len(session.scalars(select(EvalResult)).all()) == 4
         assert session.scalars(select(RankingItem)).first() is not None
     assert (result.output_dir / "report" / "index.html").is_file()
@@ -112,10 +143,9 @@ def test_micro_quickstart_with_ppo(db, db_url, tmp_path, steered_sampling):
     }
     overrides = {
         **MICRO,
-        "stages": ["sft", "ppo"],
+        "stages": ["sft", "reward_model", "ppo"],
         "ppo": ppo,
         "report": False,
-        "annotate_k": 0,
         "output_dir": str(tmp_path / "qs"),
     }
     result = run_quickstart(load_config(QuickstartConfig, None, overrides), db)
@@ -126,7 +156,8 @@ def test_micro_quickstart_with_ppo(db, db_url, tmp_path, steered_sampling):
 
 def test_control_and_ppo_are_matched_to_dpo_and_grpo(tmp_path):
     """The control gets DPO's steps, batch and lr; PPO gets GRPO's number of sampled completions."""
-    from alignment.quickstart import StageRecord, _control_config, _ppo_config
+    from alignment.quickstart import StageRecord
+    from alignment.quickstart.steps import control_config, ppo_config
 
     cfg = load_config(QuickstartConfig, DEFAULT_CONFIG)
     sft = StageRecord("sft", 1.0, str(tmp_path / "sft"), {"policy": "qs-sft"})
@@ -136,9 +167,11 @@ def test_control_and_ppo_are_matched_to_dpo_and_grpo(tmp_path):
         ),
         "grpo": StageRecord("grpo", 1.0, "y", {"metrics": {"num_completions": 100}}),
     }
-    control = _control_config(cfg, tmp_path, sft, trained)
+    control = control_config(cfg, tmp_path, sft, trained)
     assert (control.max_steps, control.per_device_train_batch_size, control.learning_rate) == (7, 16, 2e-4)
-    ppo = _ppo_config(cfg, tmp_path, sft, trained)
+    reward_model = StageRecord("reward_model", 1.0, str(tmp_path / "rm"), {})
+    ppo = ppo_config(cfg, tmp_path, sft, trained, reward_model)
     assert ppo.max_steps == -(-100 // ppo.rollout_batch_size)
     explicit = load_config(QuickstartConfig, DEFAULT_CONFIG, {"ppo": {"max_steps": 3}})
-    assert _ppo_config(explicit, tmp_path, sft, trained).max_steps == 3
+    assert ppo_config(explicit, tmp_path, sft, trained, reward_model).max_steps == 3
+    assert ppo.reward_funcs == ["combined"] and ppo.reward_model_path == str(tmp_path / "rm")

@@ -557,6 +557,7 @@ def test_report_renders_in_chromium(realistic, tmp_path):
         "Training curves (one panel per stage and metric)",
         "PPO vs GRPO at equal sample budget",
         "Reward model",
+        "Human feedback",
         "Reward breakdown",
     ]
     assert images_ok and image_count == 5  # two setups, curves, reward by budget, verdicts

@@ -166,3 +166,26 @@ def test_static_failure_leaves_the_term_out_with_a_warning(monkeypatch, caplog):
     with caplog.at_level("WARNING"):
         assert fn([PROMPT], ["    return a + b\n"], tests=[TESTS]) == [1.0]
     assert "static term left out" in caplog.text
+
+
+def test_gated_learned_term_only_counts_where_the_tests_pass():
+    """The reward model cannot lift a failing program (measured: added everywhere, it was gamed)."""
+    import math
+    from dataclasses import replace
+
+    from reward.rewards import RewardFunctionConfig, compute_rewards
+
+    cfg = load_config(RewardFunctionConfig, "configs/reward_rlhf.yaml", ["timeout_s=2.0"])
+    assert (cfg.learned_mode, cfg.learned_bound, cfg.failed_reward) == ("gated", 0.5, 0.0)
+    completions = ["    return a + b\n", "    return a - b\n"]
+    parts = compute_rewards([PROMPT] * 2, completions, [TESTS] * 2, cfg, scorer=lambda p, c: [-0.3, 50.0])
+    passing, failing = parts
+    assert passing.total == pytest.approx(1.0 + 0.5 * math.tanh(-0.3)) and passing.verdict == "passed"
+    assert failing.total == 0.0 and failing.learned == 0.0  # a huge score changes nothing here
+    additive = replace(cfg, learned_mode="additive")
+    assert (
+        compute_rewards([PROMPT], completions[1:], [TESTS], additive, scorer=lambda p, c: [50.0])[0].total
+        == 50.0
+    )
+    with pytest.raises(UserError, match="must stay below passed_reward"):
+        RewardFunctionConfig(learned_mode="gated", learned_weight=2.0, learned_bound=0.5)

@@ -16,7 +16,9 @@ What it answers, section by section:
 * **Training curves**: one panel per (stage, metric), so no panel mixes scales.
 * **PPO vs GRPO at equal sample budget**, **reward model** (held-out pairwise accuracy as
   ``alignment.reward_model`` logs it, ``held_out_accuracy``, with a Wilson interval over held-out pairs;
-  older runs' ``eval_accuracy`` is read too), **reward breakdown** (execution verdicts, static scores).
+  older runs' ``eval_accuracy`` is read too), **human feedback** (people and simulated annotators, agreement,
+  the reward model's held-out accuracy by verdict, readability-issue rates per policy:
+  :mod:`alignment.report.feedback`), **reward breakdown** (execution verdicts, static scores).
 
 Per-task counts come from ``EvalResult.per_task`` (stored by ``codealign eval --policy``). They are stored
 rather than read from ``<samples>_results.jsonl`` because the report must work from the database alone: run

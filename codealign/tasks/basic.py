@@ -29,12 +29,14 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from codealign.errors import UserError
 from codealign.tasks import basic_ops as ops
 from codealign.tasks.spec import TaskSpec
 
@@ -276,18 +278,53 @@ def _number(tasks: list[TaskSpec], split: str, rng: random.Random, first: int = 
     ]
 
 
-def generate_suite(seed: int = 0) -> list[TaskSpec]:
+SUITE_STYLES = ("clean", "mixed")
+
+
+def generate_suite(seed: int = 0, styles: str = "clean") -> list[TaskSpec]:
     """All ``basic`` tasks (train, then test, then pool), identical for identical seeds.
 
-    Cached per process (generation takes a second or two); the list is a fresh copy on each call, the
-    TaskSpecs are shared and must not be mutated.
+    ``styles="mixed"`` renders the train references in several styles (:mod:`codealign.tasks.basic_styles`);
+    task ids, prompts and tests are the same either way. Cached per process (generation takes a second or
+    two); the list is a fresh copy on each call, the TaskSpecs are shared and must not be mutated.
     """
-    return list(_cached_suite(seed))
+    if styles not in SUITE_STYLES:
+        raise UserError(f"styles: must be one of {', '.join(SUITE_STYLES)}, got {styles!r}")
+    return list(_cached_suite(seed, styles))
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_suite(seed: int) -> tuple[TaskSpec, ...]:
-    return tuple(build_suite(seed))
+@functools.lru_cache(maxsize=4)
+def _cached_suite(seed: int, styles: str) -> tuple[TaskSpec, ...]:
+    tasks = build_suite(seed)
+    if styles == "mixed":
+        tasks = [_restyled(t, seed) if t.split == "train" else t for t in tasks]
+    return tuple(tasks)
+
+
+def _restyled(task: TaskSpec, seed: int) -> TaskSpec:
+    """``task`` with its reference in a style drawn for it (seeded by its id); clean when that rendering does
+    not pass the task's own tests."""
+    from codealign.tasks.basic_styles import pick_style, render
+
+    rng = random.Random(f"{seed}/style/{task.task_id}")
+    style = pick_style(rng)
+    var = task.prompt.split("(", 1)[1].split(":", 1)[0]
+    body = [line[4:] for line in task.reference_solution.rstrip("\n").split("\n")]
+    lines = render(body, var, style, rng)
+    if lines is None or not _passes(task, _indent(lines)):
+        style, lines = "clean", body
+    return dataclasses.replace(task, reference_solution=_indent(lines), meta={**task.meta, "style": style})
+
+
+def _passes(task: TaskSpec, reference: str) -> bool:
+    namespace: dict[str, Any] = {}
+    try:
+        exec(compile(task.prompt + reference, f"<{task.task_id}>", "exec"), namespace)  # noqa: S102 -- ours
+        for test in task.tests:
+            exec(test, dict(namespace))  # noqa: S102 -- the suite's own generated tests
+    except Exception:  # noqa: BLE001 -- any failure rejects the rendering
+        return False
+    return True
 
 
 def build_suite(seed: int = 0) -> list[TaskSpec]:

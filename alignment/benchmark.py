@@ -1,0 +1,129 @@
+"""``codealign benchmark`` (``make benchmark``): the full, honest table — every method, several seeds.
+
+The quickstart's recipe (:mod:`alignment.quickstart`) once per seed, each in its own directory and its own
+SQLite database (``<output_dir>/seed-<s>/``: panels and reward models of different seeds never share
+rankings), with the stages ``sft, reward_model, dpo, grpo_exec, grpo, ppo, control``. ``benchmark.json`` has
+the quickstart's row fields as means over seeds, each numeric one with a 95 % t-interval over seeds
+(``<field>_ci``; with 3 seeds a wide one — the seed-to-seed spread is the point), ``per_seed`` ({seed:
+pass@1}) per row, top-level ``seeds`` and the means of the reward model's and the panel's figures. A seed
+that finished is reused on a rerun (the quickstart resumes its stages).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codealign.errors import UserError
+
+STAGES = ["sft", "reward_model", "dpo", "grpo_exec", "grpo", "ppo", "control"]
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+@dataclass
+class BenchmarkConfig:
+    output_dir: str = "runs/benchmark"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    quickstart_config: str = "configs/quickstart.yaml"
+    quickstart: dict[str, Any] = field(default_factory=lambda: {"stages": list(STAGES), "report": False})
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds: give distinct seeds, got {self.seeds}")
+
+
+def mean_ci(values: list[float]) -> tuple[float, list[float] | None]:
+    """Mean and its 95 % t-interval over the values (None for a single value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    half = _T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, [mean - half, mean + half]
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> dict[str, Any]:
+    from alignment.quickstart import QuickstartConfig, run_quickstart
+    from codealign.config import load_config, merge_dicts
+    from db.session import Database
+
+    started = time.monotonic()
+    out = Path(cfg.output_dir).resolve()
+    results = {}
+    for seed in cfg.seeds:
+        where = out / f"seed-{seed}"
+        where.mkdir(parents=True, exist_ok=True)
+        overrides = merge_dicts(cfg.quickstart, {"seed": seed, "output_dir": str(where)})
+        qs = load_config(QuickstartConfig, cfg.quickstart_config, overrides)
+        print(f"[benchmark] seed {seed} -> {where}", flush=True)
+        results[seed] = run_quickstart(qs, Database.at(f"sqlite:///{where / 'codealign.db'}")).summary
+    summary = aggregate(results)
+    summary["total_seconds"] = time.monotonic() - started
+    (out / "benchmark.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "table.md").write_text(format_benchmark(summary) + "\n")
+    return summary
+
+
+def aggregate(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Per-seed quickstart summaries -> the benchmark's means (see the module docstring)."""
+    seeds = sorted(results)
+    names = [row["policy"] for row in results[seeds[0]]["rows"]]
+    rows = []
+    for name in names:
+        per_seed = {s: next(r for r in results[s]["rows"] if r["policy"] == name) for s in seeds}
+        first = per_seed[seeds[0]]
+        row: dict[str, Any] = {"policy": name, "reward_signals": first["reward_signals"]}
+        for key, value in first.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values = [per_seed[s][key] for s in seeds if per_seed[s].get(key) is not None]
+                row[key], row[f"{key}_ci"] = mean_ci(values) if values else (None, None)
+        wins = [
+            per_seed[s]["readability_win_rate"]
+            for s in seeds
+            if per_seed[s].get("readability_win_rate") is not None
+        ]
+        row["readability_win_rate"], row["readability_win_ci"] = mean_ci(wins) if wins else (None, None)
+        row["per_seed"] = {str(s): per_seed[s]["pass@1"] for s in seeds}
+        rows.append(row)
+
+    def means(section: str) -> dict[str, Any] | None:
+        parts = [results[s].get(section) for s in seeds if results[s].get(section)]
+        if not parts:
+            return None
+        keys = [k for k, v in parts[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return {k: statistics.fmean(p[k] for p in parts if p.get(k) is not None) for k in keys}
+
+    return {
+        "seeds": seeds,
+        "rows": rows,
+        "reward_model": means("reward_model"),
+        "panel": means("panel"),
+        "setup": results[seeds[0]].get("setup"),
+        "seconds_per_seed": {str(s): results[s]["total_seconds"] for s in seeds},
+    }
+
+
+def format_benchmark(summary: dict[str, Any]) -> str:
+    def pct(value, signed=False):
+        return "—" if value is None else (f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}")
+
+    def ci(interval, scale=100):
+        return "" if not interval else f" [{scale * interval[0]:.1f}, {scale * interval[1]:.1f}]"
+
+    header = "| policy | signals | pass@1 % (95% CI over seeds) | Δ vs SFT | per seed | win vs SFT | issues passing % |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        seeds = " / ".join(f"{100 * v:.1f}" for v in row["per_seed"].values())
+        win = row.get("readability_win_rate")
+        lines.append(
+            f"| {row['policy']} | {'+'.join(row['reward_signals']) or '—'} | {pct(row['pass@1'])}{ci(row.get('pass@1_ci'))} "
+            f"| {'—' if row['policy'] == 'sft' else pct(row['delta_pass@1'], True)} | {seeds} "
+            f"| {'—' if win is None else f'{win:.2f}'}{ci(row.get('readability_win_ci'), 1)} "
+            f"| {pct(row.get('readability_issue_rate_passing'))} |"
+        )
+    lines.append(f"\nseeds {summary['seeds']}; total {summary.get('total_seconds', 0):.0f} s")
+    return "\n".join(lines)
