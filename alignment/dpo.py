@@ -15,7 +15,8 @@ same gain, so compare against it before crediting the preference term.
 The model is handed to TRL as a *path*, so TRL builds the frozen reference model from the same checkpoint
 (also under ZeRO-3). ``precompute_ref_log_probs=true`` runs the reference once over the data and frees it.
 
-Prompt and answers are tokenized apart, as SFT does (:func:`alignment.recipe.answer_ids`). TRL tokenizes
+Prompt and answers are tokenized apart, as SFT does (:func:`alignment.tokenization.answer_ids`; BOS and
+chat tasks as there). TRL tokenizes
 ``prompt + answer`` as one string and cuts where it diverges from the tokenized prompt; with a Python-aware
 BPE the prompt's last newline merges into the body's indentation, so TRL's pairs trained the policy on a
 prompt without its final newline — a context the sampler never shows it (TRL warned so on every run).
@@ -38,6 +39,7 @@ from alignment.recipe import (
     trainer_args,
 )
 from alignment.runs import TrainOutcome, registered_run
+from alignment.tokenization import check_chat_checkpoint
 
 
 @dataclass
@@ -58,10 +60,11 @@ def tokenize_pairs(dataset, tokenizer, args):
     tokenized on its own; pairs whose prompt alone fills ``max_length`` are dropped, as TRL does."""
 
     def encode(row):
+        source = row.get("messages") or row["prompt"]  # a chat task's conversation, as the sampler renders it
         return {
-            "prompt_ids": prompt_ids(tokenizer, row["prompt"]),
-            "chosen_ids": answer_ids(tokenizer, row["chosen"]),
-            "rejected_ids": answer_ids(tokenizer, row["rejected"]),
+            "prompt_ids": prompt_ids(tokenizer, source),
+            "chosen_ids": answer_ids(tokenizer, source, row["chosen"]),
+            "rejected_ids": answer_ids(tokenizer, source, row["rejected"]),
         }
 
     dataset = dataset.map(encode, remove_columns=dataset.column_names)
@@ -89,6 +92,8 @@ def train(cfg: DPORecipeConfig, db) -> TrainOutcome:
     pairs = build_pairs(cfg.pairs, db)
     dataset = to_dataset(pairs).remove_columns("margin")
     tokenizer = load_tokenizer(cfg.model_name_or_path)
+    if "messages" in dataset.column_names:
+        check_chat_checkpoint(tokenizer, cfg.model_name_or_path)
     args = trainer_args(cfg, DPOConfig)
     with registered_run("dpo", cfg, db) as run:
         trainer = trainer_class()(

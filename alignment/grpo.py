@@ -41,8 +41,10 @@ from alignment.recipe import (
     trainer_args,
 )
 from alignment.runs import TrainOutcome, registered_run
+from alignment.tokenization import check_chat_checkpoint
 from codealign.config import ConfigError
 from codealign.errors import UserError
+from codealign.tasks.chat import is_conversation
 from db.tasks import TaskSelection, load_tasks
 
 ENGINE_REWARDS = ("execution", "static", "combined")
@@ -132,9 +134,19 @@ def build_dataset(cfg: GRPORecipeConfig, db):
     from datasets import Dataset
 
     specs = load_tasks(cfg.tasks, db)
+    if len({t.chat for t in specs}) > 1:
+        raise UserError(
+            "tasks: GRPO needs one task format, but the selection mixes chat and completion tasks"
+        )
+    # A chat task's prompt is its conversation: TRL applies the chat template and hands the rewards messages.
     return Dataset.from_list(
         [
-            {"prompt": t.prompt, "tests": list(t.tests), "entry_point": t.entry_point, "task_id": t.task_id}
+            {
+                "prompt": t.model_prompt,
+                "tests": list(t.tests),
+                "entry_point": t.entry_point,
+                "task_id": t.task_id,
+            }
             for t in specs
         ]
     )
@@ -160,6 +172,8 @@ def train(cfg: GRPORecipeConfig, db) -> TrainOutcome:
     reward_funcs = [resolve_reward(name, cfg) for name in cfg.reward_funcs]
     tokenizer = load_tokenizer(cfg.model_name_or_path)
     tokenizer.padding_side = "left"  # generation pads on the left
+    if len(dataset) and is_conversation(dataset[0]["prompt"]):
+        check_chat_checkpoint(tokenizer, cfg.model_name_or_path)
     args = trainer_args(cfg, GRPOConfig)
     with registered_run("grpo", cfg, db) as run:
         trainer = GRPOTrainer(

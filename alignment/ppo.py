@@ -266,11 +266,11 @@ def train(cfg: PPORecipeConfig, db, reward_funcs: list[RewardFunc] | None = None
     tasks = load_tasks(cfg.tasks, db)
     funcs = reward_funcs if reward_funcs is not None else load_reward_funcs(cfg)
     weights = cfg.reward_weights or [1.0] * len(funcs)
-    tokenizer = load_tokenizer(cfg.model_name_or_path)
-    if tokenizer.eos_token_id is None:
-        raise UserError(
-            f"{cfg.model_name_or_path}: the tokenizer has no EOS token; PPO needs one to end answers"
-        )
+    tokenizer = load_tokenizer(cfg.model_name_or_path)  # refuses a tokenizer without EOS
+    if any(t.chat for t in tasks):
+        from alignment.tokenization import check_chat_checkpoint
+
+        check_chat_checkpoint(tokenizer, cfg.model_name_or_path)
 
     with registered_run("ppo", cfg, db) as run:
         # 3. build

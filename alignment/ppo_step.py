@@ -40,7 +40,7 @@ def load_reward_funcs(cfg) -> list[RewardFunc]:
 
 
 def combined_scores(
-    funcs: list[RewardFunc], weights: list[float], prompts: list[str], completions: list[str], **columns: Any
+    funcs: list[RewardFunc], weights: list[float], prompts: list, completions: list, **columns: Any
 ) -> tuple[list[float], dict[str, list[float]]]:
     """Weighted sum of the reward functions per completion (``None`` counts 0), and each function's values.
 
@@ -153,7 +153,13 @@ def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg, see
             ]
         finally:
             policy.generation_config.top_k = top_k
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    from alignment.generation import _left_pad
+    from alignment.tokenization import prompt_ids
+
+    # the ids the sampler fed (BOS, chat template: alignment.tokenization), left-padded
+    queries, query_mask = _left_pad(
+        [prompt_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, "cpu"
+    )
     # An answer that dedents at once keeps no token; its EOS stands for "ended here" so it still gets a reward.
     token_ids = [r.token_ids or [tokenizer.eos_token_id] for r in rollouts]
     responses = torch.full((len(prompts), max(map(len, token_ids))), tokenizer.pad_token_id)
@@ -164,8 +170,8 @@ def sample_responses(model, accelerator, tokenizer, prompts: list[str], cfg, see
     finished = torch.tensor([r.finished for r in rollouts])
     device = accelerator.device
     return (
-        enc["input_ids"].to(device),
-        enc["attention_mask"].to(device),
+        queries.to(device),
+        query_mask.to(device),
         responses.to(device),
         mask.to(device),
         finished.to(device),
@@ -180,10 +186,12 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
 
     from alignment import ppo_core as core
 
-    prompts = [t.prompt for t in tasks]
+    prompts = [t.model_prompt for t in tasks]  # a chat task's conversation
     queries, query_mask, responses, mask, ended, completions = sample_responses(
         model, accelerator, tokenizer, prompts, cfg, seed
     )
+    # the rewards get chat answers as TRL's GRPO hands them over: one assistant message
+    answers = [[{"role": "assistant", "content": c}] if t.chat else c for t, c in zip(tasks, completions)]
     columns = {
         "tests": [list(t.tests) for t in tasks],
         "entry_point": [t.entry_point for t in tasks],
@@ -193,7 +201,7 @@ def collect_rollout(model, reference, accelerator, tokenizer, tasks, reward_func
         reward_funcs,
         weights,
         prompts,
-        completions,
+        answers,
         completion_ids=[r[m.bool()].tolist() for r, m in zip(responses, mask)],
         **columns,
     )

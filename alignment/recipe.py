@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from alignment.model_dir import check_model_dir
+
+# How prompts and answers become ids (BOS, chat template, pad) is one module's job; the stages import it here.
+from alignment.tokenization import answer_ids, load_tokenizer, prompt_ids, sequence_ids  # noqa: F401
 from codealign.config import ConfigError, trl_kwargs
 from codealign.errors import UserError
 
@@ -134,35 +137,6 @@ def peft_config(cfg: RecipeConfig, task_type: str = "CAUSAL_LM", modules_to_save
         task_type=task_type,
         modules_to_save=modules_to_save,
     )
-
-
-def load_tokenizer(path: str):
-    """The model's tokenizer with a pad token (falls back to EOS, as TRL does)."""
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise UserError(
-            f"model_name_or_path: cannot load a tokenizer from {path} ({exc})".splitlines()[0]
-        ) from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """The ids of a prompt as the sampler feeds them (alignment.generation: no special tokens added)."""
-    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
-
-
-def answer_ids(tokenizer, answer: str) -> list[int]:
-    """The ids a policy is trained to produce after a prompt: the answer tokenized on its own, then EOS.
-
-    Prompt and answer are tokenized apart, never as one string: a Python-aware BPE merges the prompt's final
-    newline with the body's indentation (``"\n    "``), so jointly tokenized training data would never show
-    the token boundary that generation starts from (prompt tokens, then new tokens)."""
-    return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
 def save_final(trainer, cfg: RecipeConfig, tokenizer, auto_model_cls: str = "AutoModelForCausalLM") -> None:

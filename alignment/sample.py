@@ -119,6 +119,7 @@ def sample_to_db(
 
     from alignment.generation import generate, load_policy
     from codealign.provenance import cli_actor
+    from codealign.tasks.chat import task_messages
     from db.models import Completion, Task
 
     if k < 1:
@@ -129,7 +130,9 @@ def sample_to_db(
         row = resolve_policy(session, policy, created_by)
         policy_id, policy_name, checkpoint = row.id, row.name, row.checkpoint_path
         stored, key = params.stored(row.training_run_id), params.key_for(row.training_run_id)
-        query = select(Task.id, Task.task_id, Task.prompt).where(Task.source == source, Task.split == split)
+        query = select(Task.id, Task.task_id, Task.prompt, Task.meta).where(
+            Task.source == source, Task.split == split
+        )
         if task_ids is not None:
             query = query.where(Task.task_id.in_(task_ids))
         tasks = session.execute(query.order_by(Task.id).limit(limit)).all()
@@ -151,7 +154,7 @@ def sample_to_db(
             model = model or load_policy(checkpoint)
             texts = generate(
                 model,
-                [t.prompt for t in todo],
+                [task_messages(t.meta) or t.prompt for t in todo],  # a chat task's conversation
                 n=k,
                 temperature=params.temperature,
                 top_p=params.top_p,

@@ -12,6 +12,10 @@ to stop after the body). Why not let TRL tokenize ``prompt + completion`` jointl
 the prompt's final newline with the body's indentation (``"\n    "``), so jointly tokenized training data
 never shows the token boundary that generation starts from (prompt tokens, then new tokens) — DPO and GRPO
 already see prompt and completion tokens separately. The loss covers completion tokens only. Tasks without a reference solution are skipped; the ``pool`` split is refused.
+
+BOS and chat tasks follow :mod:`alignment.tokenization`, as the sampler does: a prompt starts with BOS when the
+tokenizer adds one by default; a chat task's prompt is its conversation rendered by the chat template (with
+the generation prompt), and its target the template's assistant turn around the reference answer.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from alignment.recipe import (
     trainer_args,
 )
 from alignment.runs import TrainOutcome, registered_run
+from alignment.tokenization import check_chat_checkpoint
 from codealign.errors import UserError
 from db.tasks import TaskSelection, load_tasks
 
@@ -56,16 +61,21 @@ def build_dataset(cfg: SFTRecipeConfig, db):
     specs = [t for t in load_tasks(cfg.tasks, db) if t.reference_solution]
     if not specs:
         raise UserError(f"SFT: no task with a reference solution in split(s) {','.join(cfg.tasks.splits)}")
-    return Dataset.from_list([{"prompt": t.prompt, "completion": t.reference_solution} for t in specs])
+    rows = [{"prompt": t.prompt, "completion": t.reference_solution} for t in specs]
+    if any(t.chat for t in specs):  # the conversation the chat template renders (None: a completion task)
+        rows = [{**row, "messages": t.messages} for row, t in zip(rows, specs)]
+    return Dataset.from_list(rows)
 
 
 def tokenize_separately(dataset, tokenizer):
-    """``input_ids`` = prompt ids + completion ids + EOS; ``completion_mask`` marks the trained tokens."""
+    """``input_ids`` = prompt ids + completion ids (+ EOS, or the chat template's end of turn);
+    ``completion_mask`` marks the trained tokens."""
 
     def encode(row):
         # exactly the ids the sampler (alignment.generation) and TRL's GRPO feed the model
-        prompt = prompt_ids(tokenizer, row["prompt"])
-        completion = answer_ids(tokenizer, row["completion"])
+        source = row.get("messages") or row["prompt"]
+        prompt = prompt_ids(tokenizer, source)
+        completion = answer_ids(tokenizer, source, row["completion"])
         return {
             "input_ids": prompt + completion,
             "completion_mask": [0] * len(prompt) + [1] * len(completion),
@@ -79,7 +89,10 @@ def train(cfg: SFTRecipeConfig, db) -> TrainOutcome:
 
     check_common(cfg)
     tokenizer = load_tokenizer(cfg.model_name_or_path)
-    dataset = tokenize_separately(build_dataset(cfg, db), tokenizer)
+    dataset = build_dataset(cfg, db)
+    if "messages" in dataset.column_names:
+        check_chat_checkpoint(tokenizer, cfg.model_name_or_path)
+    dataset = tokenize_separately(dataset, tokenizer)
     args = trainer_args(cfg, SFTConfig)
     with registered_run("sft", cfg, db) as run:
         trainer = SFTTrainer(

@@ -201,8 +201,9 @@ def static_html(view: CompletionView, first_line: int = 1) -> str:
 
 
 def completion_html(view: CompletionView, prompt: str, *, show_execution: bool, show_static: bool) -> str:
-    """One completion card. Line numbers continue the prompt's, so they match the sandbox's error line."""
-    first_line = prompt.count("\n") + 1
+    """One completion card. Line numbers continue the prompt's (a chat answer's code starts at 1), so they
+    match the sandbox's error line."""
+    first_line = view.first_line or prompt.count("\n") + 1
     highlight_line = view.error_line if show_execution else None
     parts = [f'<div class="ca-card" data-completion="{html.escape(view.label)}">']
     parts.append(f'<div class="ca-label">{html.escape(view.label)}</div>')

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from codealign.tasks.chat import program, task_messages
 from db.models import Completion, Execution, StaticScore
 
 LABELS = "ABCDEFGH"
@@ -26,6 +27,9 @@ class CompletionView:
     output: str = ""
     static_scores: dict[str, Any] = field(default_factory=dict)
     static_findings: dict[str, Any] = field(default_factory=dict)
+    # Line number of the text's first line; None: the line after the prompt's. A chat task's card shows the
+    # code of the answer (what ran, numbered as the sandbox numbered it), not its prose.
+    first_line: int | None = None
 
 
 def load_completion_views(session: Session, completion_ids: list[int]) -> list[CompletionView]:
@@ -41,6 +45,8 @@ def load_completion_views(session: Session, completion_ids: list[int]) -> list[C
     for position, cid in enumerate(completion_ids):
         completion, execution, static = by_id[cid]
         view = CompletionView(completion_id=cid, label=LABELS[position], text=completion.text)
+        if task_messages(completion.task.meta) is not None:
+            view.text, view.first_line = program(completion.task.prompt, completion.text, chat=True), 1
         if execution is not None:
             view.verdict = execution.verdict
             view.tests_passed = execution.tests_passed

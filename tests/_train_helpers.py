@@ -17,6 +17,26 @@ from db.tasks import import_tasks
 VARIANTS = (("", 5), ("    x = x\n", 3), (None, 0))
 
 
+def add_scored_completion(session, task, policy, text: str, index: int, passed: int, total: int) -> None:
+    """One completion of ``task`` by ``policy`` with its execution: ``passed`` of ``total`` tests."""
+    completion = Completion(
+        task_id=task.id, policy_id=policy.id, text=text, sample_index=index, created_by="run:0"
+    )
+    session.add(completion)
+    session.flush()
+    verdict = "passed" if passed == total else "failed"
+    session.add(
+        Execution(
+            completion_id=completion.id,
+            verdict=verdict,
+            tests_passed=passed,
+            tests_total=total,
+            isolation="none",
+            created_by="run:0",
+        )
+    )
+
+
 def seed_scored_tasks(db_url: str, n_tasks: int = 12, splits=("train",)) -> list[str]:
     """Import the first ``n_tasks`` basic tasks per split and give each three scored completions."""
     suite = generate_suite(0)
@@ -35,21 +55,7 @@ def seed_scored_tasks(db_url: str, n_tasks: int = 12, splits=("train",)) -> list
                 else:
                     # a harmless extra statement keeps partial/full texts distinct
                     text = suffix + (task.reference_solution or "    return None\n")
-                completion = Completion(
-                    task_id=task.id, policy_id=policy.id, text=text, sample_index=index, created_by="run:0"
-                )
-                session.add(completion)
-                session.flush()
-                session.add(
-                    Execution(
-                        completion_id=completion.id,
-                        verdict="passed" if passed == 5 else "failed",
-                        tests_passed=passed,
-                        tests_total=5,
-                        isolation="none",
-                        created_by="run:0",
-                    )
-                )
+                add_scored_completion(session, task, policy, text, index, passed, 5)
     return [s.task_id for s in specs]
 
 

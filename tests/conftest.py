@@ -93,3 +93,29 @@ def tiny_model_dir(tmp_path_factory):
     from alignment.model_init import init_model
 
     return init_model(tmp_path_factory.mktemp("tiny_model") / "model", preset="test", seed=0)
+
+
+@pytest.fixture(scope="session")
+def zoo_models(tmp_path_factory):
+    """Tiny random-init models of every architecture in ``tests/zoo.py``, each built on first use
+    (``zoo_models.path("qwen2")``). Read-only: copy one before training on it in place."""
+    from zoo import Zoo
+
+    return Zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="module")
+def zoo_db(tmp_path_factory):
+    """One DB per test module: the zoo's tiny dataset as suites ``zoo`` (completion format) and ``zoochat``
+    (the same tasks as conversations), train split, three scored completions per task."""
+    from zoo import seed_pairs
+
+    from db.migrate import upgrade
+    from db.session import Database, dispose_engines
+
+    database = Database.at(_sqlite_url(tmp_path_factory.mktemp("zoo_db")))
+    upgrade(database)
+    seed_pairs(database, "zoo")
+    seed_pairs(database, "zoochat", chat=True)
+    yield database
+    dispose_engines()

@@ -6,13 +6,17 @@ Schema, one JSON object per line (or one dataset row):
 field                required meaning
 ==================== ======== ===================================================================
 ``task_id``          yes      unique within the source, e.g. ``"mysuite/0"``
-``prompt``           yes      signature + docstring; the program is ``prompt + completion``
+``prompt``           one of   signature + docstring; the program is ``prompt + completion``
+``messages``         one of   a chat task: ``[{"role", "content"}, ...]`` ending with a user turn (TRL's
+                              conversational format; ``prompt`` given as such a list means the same). The
+                              program is the code of the answer (``codealign.tasks.chat``)
 ``entry_point``      yes      name of the function under test
 ``tests``            one of   list of self-contained snippets (``"assert f(1) == 2"``) — partial credit
 ``test``             one of   HumanEval-style ``def check(candidate): ...``; run as ``check(entry_point)``
-``reference_solution`` no     body continuing the prompt (``canonical_solution`` is accepted too)
+``reference_solution`` no     body continuing the prompt (``canonical_solution`` is accepted too); for a
+                              chat task, the answer (fenced or bare code)
 ``split``            no       ``train`` | ``test`` | ``pool`` (default ``test``)
-``meta``             no       any JSON object, stored as is
+``meta``             no       any JSON object, stored as is (``meta.messages`` is reserved)
 ==================== ======== ===================================================================
 
 Every row is validated before anything is written: a bad row raises :class:`UserError` naming the file, the
@@ -26,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from codealign.errors import UserError
+from codealign.tasks.chat import MESSAGES_KEY, check_messages, display_prompt
 from codealign.tasks.spec import SPLITS, TaskSpec
 
 _KNOWN = {
     "task_id",
     "prompt",
+    "messages",
     "entry_point",
     "tests",
     "test",
@@ -56,7 +62,17 @@ def row_to_spec(row: Any, where: str) -> TaskSpec:
             raise UserError(f"{where}: field '{field}' must be a non-empty string")
         return value
 
-    task_id, prompt, entry_point = text("task_id"), text("prompt"), text("entry_point")
+    messages, listed = None, isinstance(row.get("prompt"), list)
+    if (
+        listed or row.get("messages") is not None
+    ):  # a chat task; a string prompt next to it is its display text
+        if listed and row.get("messages") is not None:
+            raise UserError(f"{where}: give the conversation once, as 'messages' or as a list 'prompt'")
+        messages = check_messages(row["prompt"] if listed else row["messages"], where)
+    task_id, entry_point = text("task_id"), text("entry_point")
+    prompt = (
+        text("prompt") if messages is None or isinstance(row.get("prompt"), str) else display_prompt(messages)
+    )
     assert task_id is not None and prompt is not None and entry_point is not None
     if not entry_point.isidentifier():
         raise UserError(f"{where}: field 'entry_point' must be a Python identifier, got {entry_point!r}")
@@ -84,10 +100,14 @@ def row_to_spec(row: Any, where: str) -> TaskSpec:
     meta = row.get("meta") or {}
     if not isinstance(meta, dict):
         raise UserError(f"{where}: field 'meta' must be a JSON object")
+    if MESSAGES_KEY in meta:
+        raise UserError(
+            f"{where}: meta.{MESSAGES_KEY} is reserved; give a conversation as the 'messages' field"
+        )
     unknown = sorted(set(row) - _KNOWN)
     if unknown:
         meta = {**meta, "extra": {k: row[k] for k in unknown}}  # kept, never silently dropped
-    return TaskSpec(task_id, prompt, entry_point, list(tests), reference, split, meta)
+    return TaskSpec(task_id, prompt, entry_point, list(tests), reference, split, meta, messages)
 
 
 def _check_unique(specs: list[TaskSpec], wheres: list[str]) -> None:
