@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, str, str]] = [
         "alignment.commands.quickstart",
         "the whole pipeline on the embedded tiny model, CPU only",
     ),
+    ("benchmark", "alignment.commands.benchmark", "every method over several seeds: the README's table"),
     ("db", "db.commands.db", "create, migrate and inspect the database"),
     ("tasks", "db.commands.tasks", "import, list and show task suites"),
     (
@@ -37,7 +38,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("sample", "alignment.commands.sample", "store K completions per task from a policy in the database"),
     ("score", "reward.commands.score", "execute and statically score DB completions that have no result yet"),
     ("users", "annotation_ui.commands.users", "add, list, disable annotator/reviewer/admin accounts"),
+    ("keys", "db.commands.keys", "add, list, revoke the API keys of `codealign serve`"),
     ("annotate", "annotation_ui.commands.annotate", "serve the annotation app and reviewer arena"),
+    ("panel", "annotation_ui.commands.panel", "simulated annotators rank the open items (rubric + noise)"),
     ("export", "annotation_ui.commands.export", "export preference pairs from rankings"),
     (
         "train",
@@ -54,6 +57,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "report",
         "alignment.commands.report",
         "the reviewer's HTML report: results per setup, lineage, curves, rewards",
+    ),
+    (
+        "serve",
+        "alignment.commands.serve",
+        "a policy behind an OpenAI-compatible HTTP API (API keys, rate limits, batching)",
     ),
 ]
 

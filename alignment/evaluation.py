@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from alignment.generation import SamplingParams
+from alignment.metrics import format_reference_metrics, reference_metrics, reference_perplexity
 from codealign.errors import UserError
+from codealign.tasks.chat import program
 from codealign.tasks.spec import SPLITS, TaskSpec
 from reward.execution import ExecutionResult
 from reward.humaneval import HUMANEVAL_TIMEOUT_S, humaneval_result
@@ -112,6 +114,8 @@ class EvalReport:
     isolation: str = "full"
     # task_id -> (samples, correct), in the samples file's order: what pass@k was computed from
     per_task: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # readability_metrics() and reference_metrics() (BLEU, exact match) of the samples: secondary signals
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def read_samples(path: str | Path) -> list[dict[str, Any]]:
@@ -167,10 +171,12 @@ def evaluate_samples(
             f"{samples_path}: {len(missing)} task(s) have no sample, e.g. {missing[0]!r} "
             "(pass --ignore-incomplete to score only the attempted ones)"
         )
-    # the prompt travels too: the tests take its definitions (e.g. a helper like poly) from it, not the program
+    # the prompt travels too: the tests take its definitions (e.g. a helper like poly) from it, not the program.
+    # A chat task's program is the code of its answer (codealign.tasks.chat.program); it has no prompt code.
     requests = [
-        (tasks[s["task_id"]].prompt + s["completion"], tasks[s["task_id"]].tests, tasks[s["task_id"]].prompt)
+        (program(t.prompt, s["completion"], t.chat), t.tests, *(() if t.chat else (t.prompt,)))
         for s in samples
+        for t in [tasks[s["task_id"]]]
     ]
     pool = get_pool(workers)
     bar = None
@@ -201,6 +207,9 @@ def evaluate_samples(
             row = {**sample, "result": humaneval_result(result), "passed": result.passed}
             handle.write(json.dumps(row) + "\n")
     counts = {task_id: (len(flags), sum(flags)) for task_id, flags in per_task.items()}
+    completions = [(tasks[s["task_id"]].prompt, s["completion"]) for s in samples]
+    metrics = readability_metrics(completions, [r.passed for r in results])
+    metrics.update(reference_metrics([(tasks[s["task_id"]], s["completion"]) for s in samples]))
     return EvalReport(
         pass_at_k=mean_pass_at_k(counts.values(), ks),
         results_path=out_path,
@@ -209,7 +218,26 @@ def evaluate_samples(
         verdicts=dict(verdicts),
         isolation=pool.isolation,
         per_task=counts,
+        metrics=metrics,
     )
+
+
+def readability_metrics(completions: list[tuple[str, str]], passed: list[bool]) -> dict[str, Any]:
+    """Secondary measurements of ``(prompt, completion)`` samples: the share with a readability issue
+    (:mod:`reward.readability`) over all samples and over the passing ones, mean non-blank lines, and issue
+    counts by code. pass@k stays the primary measure; these say how the passing code reads."""
+    from collections import Counter
+
+    from reward.readability import issue_rate, readability_issues
+
+    issues = readability_issues([p + c for p, c in completions], [p.count("\n") + 1 for p, _ in completions])
+    lines = [sum(1 for line in c.splitlines() if line.strip()) for _, c in completions]
+    return {
+        "readability_issue_rate": issue_rate(issues),
+        "readability_issue_rate_passing": issue_rate(issues, passed),
+        "mean_lines": sum(lines) / len(lines) if lines else None,
+        "issues_by_code": dict(Counter(i.code for found in issues for i in found).most_common()),
+    }
 
 
 def eval_tasks(cfg: EvalConfig, db) -> dict[str, TaskSpec]:
@@ -234,6 +262,7 @@ class EvalOutcome:
     eval_result_id: int
     verdicts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def _sample_texts(db, checkpoint: str, cfg: EvalConfig, tasks: dict, created_by: str) -> dict[str, list[str]]:
@@ -276,7 +305,7 @@ def _sample_texts(db, checkpoint: str, cfg: EvalConfig, tasks: dict, created_by:
     task_ids = sorted(tasks)
     texts = generate(
         checkpoint,
-        [tasks[t].prompt for t in task_ids],
+        [tasks[t].model_prompt for t in task_ids],  # a chat task's conversation
         n=cfg.n,
         temperature=params.temperature,
         top_p=params.top_p,
@@ -319,6 +348,7 @@ def evaluate_policy(db, policy: str, cfg: EvalConfig, created_by: str | None = N
                     json.dumps({"task_id": task_id, "completion": completion, "sample_index": index}) + "\n"
                 )
     report = evaluate_samples(samples_path, tasks, ks, timeout_s=cfg.timeout_s, workers=cfg.workers)
+    report.metrics.update(reference_perplexity(checkpoint, list(tasks.values())))
 
     with db.session() as session:
         result = EvalResult(
@@ -331,6 +361,7 @@ def evaluate_policy(db, policy: str, cfg: EvalConfig, created_by: str | None = N
             pass_at_k=report.pass_at_k,
             samples_path=str(samples_path.resolve()),
             per_task={task_id: list(counts) for task_id, counts in report.per_task.items()},
+            metrics=report.metrics,
             created_by=created_by,
         )
         session.add(result)
@@ -348,6 +379,7 @@ def evaluate_policy(db, policy: str, cfg: EvalConfig, created_by: str | None = N
         result_id,
         report.verdicts,
         time.monotonic() - started,
+        report.metrics,
     )
 
 
@@ -355,5 +387,20 @@ def format_outcome(outcome: EvalOutcome) -> str:
     scores = "  ".join(f"{k} {v:.3f}" for k, v in outcome.pass_at_k.items())
     return (
         f"{outcome.policy_name} on {outcome.dataset}/{outcome.split}: {scores} "
-        f"({outcome.num_tasks} tasks x {outcome.n} samples) -> {outcome.results_path}"
+        f"({outcome.num_tasks} tasks x {outcome.n} samples) -> {outcome.results_path}\n"
+        + format_readability(outcome.metrics)
+        + "\n"
+        + format_reference_metrics(outcome.metrics)
+    )
+
+
+def format_readability(metrics: dict[str, Any]) -> str:
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.1f} %"
+
+    codes = ", ".join(f"{code} {n}" for code, n in list(metrics.get("issues_by_code", {}).items())[:5])
+    return (
+        f"readability issues: {pct(metrics.get('readability_issue_rate'))} of samples, "
+        f"{pct(metrics.get('readability_issue_rate_passing'))} of passing ones"
+        + (f" ({codes})" if codes else "")
     )

