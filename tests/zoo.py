@@ -21,7 +21,7 @@ gpt_neox       GPTNeoXForCausalLM         partial rotary, parallel residual; Cha
 =============  =========================  ===========================================================
 
 ``tokenizer_config.json`` names a class transformers 5 loads the same ids with (checked by
-``tests/test_zoo.py``): ``GPT2Tokenizer`` where real checkpoints of the family ship it and it keeps
+``tests/test_chat_tasks.py``, via load_tokenizer): ``GPT2Tokenizer`` where real checkpoints of the family ship it and it keeps
 ``tokenizer.json`` as is, else ``PreTrainedTokenizerFast``. (``Qwen2Tokenizer`` and ``GPTNeoXTokenizer`` rebuild
 the tokenizer from vocab + merges with their own pre-tokenizer, drop the BOS post-processor and add a pad
 token — right for real Qwen/Pythia files, wrong for these.)

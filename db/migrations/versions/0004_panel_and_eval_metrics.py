@@ -4,7 +4,7 @@ A simulated annotator panel ranks through the same service as people; the flag k
 exports and agreement. Evaluations store secondary measurements (readability issue rates, lines, lint
 findings) beside pass@k. Both nullable or defaulted: earlier rows are people and have no such metrics.
 
-Revision ID: 0006
+Revision ID: 0004
 Revises: 0003
 """
 
