@@ -9,7 +9,7 @@ from typing import Any
 
 from alignment.report import plots
 from alignment.report.data import Comparison, Delta, ReportData, budget_note, collect
-from alignment.report.feedback import collect_feedback, feedback_section
+from alignment.report.feedback import collect_feedback
 from alignment.report.stats import LEVEL, RESAMPLES, Estimate
 
 CSS = (
@@ -234,6 +234,67 @@ def _reward_model_section(data: ReportData) -> str:
     return _section("Reward model: held-out pairwise accuracy", None, table, "No reward-model run yet.")
 
 
+def _feedback_section(data: ReportData, feedback: dict[str, Any]) -> str:
+    """People and panel, agreement, the reward model by verdict, readability per policy (alignment.report.feedback)."""
+    title = "<h2>Human feedback: rankings, agreement, readability</h2>"
+    if not feedback["rankings"]:
+        return title + "<p class=empty>No rankings yet (codealign annotate, or codealign panel).</p>"
+
+    def num(value, digits=3):
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    people, simulated = feedback["people"], feedback["simulated"]
+    who = _table(
+        ["who", "annotators", "rankings"],
+        [["people", people[0], people[1]], ["simulated panel", simulated[0], simulated[1]]],
+    )
+    agree = (
+        f"<p>Items: {feedback['items_complete']:,} of {feedback['items_total']:,} fully ranked; "
+        f"{feedback['shared_items']:,} ranked by two or more annotators. Agreement on those: mean Kendall "
+        f"τ-b {html.escape(num(feedback['tau_b']))}, Krippendorff's α (ordinal) "
+        f"{html.escape(num(feedback['alpha']))}.</p>"
+    )
+    rm_rows = [
+        [r["run"], r["policy"] or "—", pct(r.get("same_verdict")), pct(r.get("different_verdict"))]
+        for r in data.reward_model
+    ]
+    reward = (
+        _table(
+            ["reward-model run", "policy", "held-out acc. same verdict %", "different verdict %"],
+            rm_rows,
+            left=2,
+        )
+        + "<p class=legend>Same verdict: both programs pass or both fail — the judgment only people add; "
+        "across verdicts execution already decides.</p>"
+        if rm_rows
+        else ""
+    )
+    readable = ""
+    if data.comparisons:
+        rows = [
+            [
+                r.policy,
+                pct(r.metrics.get("readability_issue_rate")),
+                pct(r.metrics.get("readability_issue_rate_passing")),
+                num(r.metrics.get("mean_lines"), 1),
+            ]
+            for r in data.comparisons[0].rows
+        ]
+        readable = _table(
+            [
+                "policy",
+                "samples with a readability issue %",
+                "passing samples with one %",
+                "lines per sample",
+            ],
+            rows,
+        ) + (
+            "<p class=legend>Readability issues: reward/readability.py (ruff rules, vulture, small AST checks); "
+            f"setup: {html.escape(data.comparisons[0].setup.label())}.</p>"
+        )
+    return title + who + agree + reward + readable
+
+
 def _breakdown_section(data: ReportData, out: Path) -> str:
     order = [r.policy for r in data.lineage if r.policy]
     names = [n for n in order if n in data.verdicts] + sorted(set(data.verdicts) - set(order))
@@ -273,7 +334,7 @@ def write_report(out_dir: str | Path, db) -> Path:
         ),
         _budget_section(data, out),
         _reward_model_section(data),
-        feedback_section(data, feedback, _table),
+        _feedback_section(data, feedback),
         _breakdown_section(data, out),
     ]
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
