@@ -183,6 +183,7 @@ def train(cfg: GRPORecipeConfig, db) -> TrainOutcome:
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=peft_config(cfg),
+            callbacks=run.callbacks(),
         )
         result = trainer.train(resume_from_checkpoint=run.resume_from)
         save_final(trainer, cfg, tokenizer)

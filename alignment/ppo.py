@@ -36,6 +36,7 @@ from alignment.grpo import PromptSelection
 from alignment.ppo_step import RewardFunc, collect_rollout, load_reward_funcs, ppo_update
 from alignment.recipe import RecipeConfig
 from alignment.runs import TrainOutcome
+from alignment.tracking import trainer_report_to
 from codealign.config import ConfigError, field_default, to_dict
 from codealign.errors import UserError
 
@@ -107,7 +108,7 @@ class PPORecipeConfig(RecipeConfig):
     adaptive_kl_horizon: int = 10000
     early_stop_kl: float | None = None  # stop this rollout's epochs when approx KL(old || new) exceeds it
     # --- LoRA (lora, shared): the reference is the policy with its adapters off, so no second model is loaded
-    # --- bookkeeping (report_to: accelerate trackers, e.g. tensorboard, mlflow)
+    # --- bookkeeping (report_to: accelerate trackers, e.g. tensorboard; mlflow through alignment.tracking)
     logging_steps: int = 1
     # --- checkpoints (Hugging Face Trainer's names): output_dir/checkpoint-<step>, see alignment.ppo_checkpoint
     save_steps: int | None = 0  # every this many rollouts and at the last; 0 or None = only the final policy
@@ -218,7 +219,7 @@ def make_accelerator(cfg: PPORecipeConfig):
     ):
         # DeepSpeed on CPU (CI): accelerate leaves the backend unset and then counts a single process.
         PartialState(backend="gloo")
-    trackers = [t for t in cfg.report_to if t != "none"]
+    trackers = [t for t in trainer_report_to(cfg.report_to) if t != "none"]  # mlflow: alignment.tracking
     return Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         log_with=trackers or None,
@@ -339,6 +340,8 @@ def train(cfg: PPORecipeConfig, db, reward_funcs: list[RewardFunc] | None = None
             if step % cfg.logging_steps == 0 or step == cfg.max_steps:
                 progress.log_history.append({"step": step, **{k: round(v, 6) for k, v in stats.items()}})
                 accelerator.log(stats, step=step)
+                if run.tracker is not None:
+                    run.tracker.log_metrics(stats, step=step)
                 if accelerator.is_main_process:
                     ckpt.write_trainer_state(output_dir, progress.log_history, step, progress.elapsed)
                     print(

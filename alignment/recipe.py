@@ -11,7 +11,6 @@ Heavy libraries (torch, transformers, trl, peft) are imported inside functions.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from alignment.model_dir import check_model_dir
 
 # How prompts and answers become ids (BOS, chat template, pad) is one module's job; the stages import it here.
 from alignment.tokenization import answer_ids, load_tokenizer, prompt_ids, sequence_ids  # noqa: F401
+from alignment.tracking import MlflowSettings, check_installed, trainer_report_to, wants_mlflow
 from codealign.config import ConfigError, trl_kwargs
 from codealign.errors import UserError
 
@@ -62,7 +62,8 @@ class RecipeConfig:
     save_strategy: str | bool = "steps"  # "no" | "steps" | "epoch"; YAML reads a bare no as false
     save_steps: float = 500
     save_total_limit: int | None = 2
-    report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, mlflow (if installed)
+    report_to: list[str] = field(default_factory=lambda: ["none"])  # tensorboard, mlflow (alignment.tracking)
+    mlflow: MlflowSettings = field(default_factory=MlflowSettings)  # where report_to: [mlflow] logs
     bf16: bool | None = (
         None  # None: bf16 where the GPU supports it, fp32 on CPU (same YAML on laptop and node)
     )
@@ -84,15 +85,15 @@ def check_common(cfg: RecipeConfig) -> None:
         raise UserError("output_dir is not set (e.g. output_dir=runs/dpo)")
     # Local directories only: a hub id would download weights, which this project never does implicitly.
     check_model_dir(cfg.model_name_or_path, "model_name_or_path")
-    for target in cfg.report_to:
-        if target == "mlflow" and importlib.util.find_spec("mlflow") is None:
-            raise UserError("report_to: mlflow is not installed (pip install mlflow), or use tensorboard")
+    if wants_mlflow(cfg.report_to):
+        check_installed()
 
 
 def trainer_args(cfg: RecipeConfig, trl_config_cls: type):
     """Build the TRL config from the fields it shares with ``cfg`` + ``trl_extra``; TRL's errors become one line."""
     kwargs = trl_kwargs(cfg, trl_config_cls)
     kwargs["output_dir"] = cfg.output_dir
+    kwargs["report_to"] = trainer_report_to(cfg.report_to)  # mlflow is logged by alignment.tracking
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(trl_config_cls)}:
         # transformers 5 renamed the flag and warns whenever the old name is set, which TRL's own default
         # (True) always does; the new name set explicitly wins and keeps the old one in sync.

@@ -201,6 +201,7 @@ def train(cfg: RewardModelRecipeConfig, db) -> TrainOutcome:
             processing_class=tokenizer,
             # the score head is new: without modules_to_save a LoRA run would not save it
             peft_config=peft_config(cfg, task_type="SEQ_CLS", modules_to_save=["score"]),
+            callbacks=run.callbacks(),
         )
         result = trainer.train(resume_from_checkpoint=run.resume_from)
         save_final(trainer, cfg, tokenizer, auto_model_cls="AutoModelForSequenceClassification")

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignment import tracking
 from codealign.config import to_dict
 from codealign.errors import UserError
 from codealign.provenance import run_actor
@@ -55,6 +56,8 @@ class TrainOutcome:
     policy_id: int | None = None
     policy_name: str | None = None
     resumed_from: str | None = None
+    mlflow_run_id: str | None = None  # the stage's MLflow run (report_to: [mlflow]); its store is mlflow_uri
+    mlflow_uri: str | None = None
 
 
 def is_main_process() -> bool:
@@ -141,7 +144,12 @@ class RunHandle:
     resume_from: str | None = None
     db: Any = None  # the Database rows go to
     policy_stage: str | None = None  # the config's override of the stage recorded for the policy
+    tracker: Any = None  # the stage's MLflow run (alignment.tracking.Tracker) when report_to lists mlflow
     outcome: TrainOutcome | None = field(default=None, repr=False)
+
+    def callbacks(self) -> list:
+        """The trainer callbacks of this run: its MLflow logger when report_to lists mlflow."""
+        return tracking.trainer_callbacks(self.tracker)
 
     def complete(self, metrics: dict[str, Any]) -> TrainOutcome:
         """Mark the run completed and register ``output_dir`` as a policy of stage ``policy_stage`` (the
@@ -157,7 +165,13 @@ class RunHandle:
             policy_id=policy_id,
             policy_name=self.policy_name if self.run_id is not None else None,
             resumed_from=self.resume_from,
+            mlflow_run_id=self.tracker.run_id if self.tracker is not None else None,
+            mlflow_uri=self.tracker.uri if self.tracker is not None else None,
         )
+        if self.tracker is not None:
+            final = {k: v for k, v in metrics.items() if k != "log_history"}
+            self.tracker.log_final(final, step=int(metrics.get("global_step") or 0))
+            self.tracker.finish("FINISHED")
         return self.outcome
 
 
@@ -210,8 +224,30 @@ def start_run(stage: str, cfg: Any, db) -> RunHandle:
             **(run.metrics or {}),
             **({"resumed_from": handle.resume_from} if handle.resume_from else {}),
         }
+        if tracking.wants_mlflow(getattr(cfg, "report_to", [])):
+            handle.tracker = _start_tracking(handle, cfg, stage, run)
         handle.run_id = run.id
     return handle
+
+
+def _start_tracking(handle: RunHandle, cfg: Any, stage: str, run) -> tracking.Tracker:
+    """The stage's MLflow run (the row's earlier one when resuming), its id kept in the row's metrics."""
+    tracker = tracking.start_run(
+        cfg.mlflow,
+        handle.output_dir,
+        run_name=handle.policy_name,
+        tags={
+            "codealign.stage": handle.policy_stage or stage,
+            "codealign.training_run_id": str(run.id),
+            "codealign.policy": handle.policy_name,
+            "codealign.output_dir": handle.output_dir,
+            "codealign.model_name_or_path": str(cfg.model_name_or_path),
+        },
+        resume_run_id=(run.metrics or {}).get("mlflow_run_id") if handle.resume_from else None,
+    )
+    tracker.log_params(handle.config)
+    run.metrics = {**run.metrics, "mlflow_run_id": tracker.run_id, "mlflow_tracking_uri": tracker.uri}
+    return tracker
 
 
 def _finish(handle: RunHandle, metrics: dict[str, Any], policy_stage: str) -> int:
@@ -239,6 +275,8 @@ def _finish(handle: RunHandle, metrics: dict[str, Any], policy_stage: str) -> in
 
 def fail_run(handle: RunHandle, error: BaseException) -> None:
     """Record the failure as one line (the traceback stays in the process's stderr)."""
+    if handle.tracker is not None:
+        handle.tracker.finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
     if handle.run_id is None:
         return
     from db.models import TrainingRun, utcnow

@@ -35,7 +35,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
 SHELL_BLOCKS = {"bash", "sh", "shell", "console", ""}
-COMMAND_WORDS = {"codealign", "make", ".venv/bin/python", ".venv/bin/pip", "python3", "pip"}
+COMMAND_WORDS = {
+    "codealign",
+    "make",
+    ".venv/bin/python",
+    ".venv/bin/pip",
+    ".venv/bin/mlflow",
+    "python3",
+    "pip",
+}
 PASSWORD = "correct horse battery staple"  # what a person types at the prompt; strong enough for the rule
 
 # The quickstart at micro size: the documented `codealign quickstart KEY=VALUE ...` form, tiny values.
@@ -248,6 +256,8 @@ PLANS: dict[str, Plan] = {
     "codealign keys list": run(),
     "codealign keys revoke alice": run(),
     "codealign serve --policy runs/quickstart/dpo": run(),  # served, then stopped
+    # the quickstart's MLflow store, served until its experiment answers, then stopped
+    ".venv/bin/mlflow ui --backend-store-uri sqlite:///runs/quickstart/mlruns/mlflow.db --workers 1": run(),
     "codealign serve --policy runs/quickstart/dpo limits.requests_per_minute=60 limits.tokens_per_minute=20000": run(),
     "codealign serve --config configs/serve.yaml --policy runs/quickstart/dpo --quantize int8 --port 8080": run(),
     ".venv/bin/python bench/serve_load.py": run(
@@ -468,6 +478,9 @@ def _serve_and_stop(words: list[str], workspace: Path, extra: list[str]) -> None
 
     port = free_port()
     path = "/health" if words[1] == "serve" else "/"  # the API's one route without a key
+    if words[0] == ".venv/bin/mlflow":  # the store opens: the quickstart's experiment is there
+        words = [str(Path(sys.executable).parent / "mlflow"), *words[1:]]
+        path = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=quickstart"
     proc = subprocess.Popen(
         [*words, *extra, "--port", str(port)],
         cwd=workspace,
@@ -586,7 +599,8 @@ def _run_one(shown: Shown, plan: Plan, workspace: Path) -> None:
     if shown.command in BEFORE:
         BEFORE[shown.command](workspace)
     extra = list(plan.tiny)
-    if words[:2] in (["codealign", "annotate"], ["codealign", "serve"]) and "--build-only" not in words:
+    serving = words[:2] in (["codealign", "annotate"], ["codealign", "serve"], [".venv/bin/mlflow", "ui"])
+    if serving and "--build-only" not in words:
         _serve_and_stop(words, workspace, extra)
     elif words[:3] == ["codealign", "users", "add"] and not env:
         _at_a_password_prompt(words, workspace)

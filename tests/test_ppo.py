@@ -97,6 +97,19 @@ def tiny_config(policy_dir: str, output_dir: Path, **overrides) -> PPORecipeConf
     return load_config(PPORecipeConfig, None, {**fields, **overrides})
 
 
+def mlflow_client(store: Path):
+    from mlflow.tracking import MlflowClient
+
+    from alignment.tracking import local_store
+
+    return MlflowClient(local_store(store))
+
+
+def mlflow_runs(store: Path) -> list:
+    client = mlflow_client(store)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
 def _weights(path: str) -> dict[str, torch.Tensor]:
     from transformers import AutoModelForCausalLM
 
@@ -183,10 +196,14 @@ def test_interrupted_run_resumes_from_its_checkpoint_exactly(db, tiny_policy_dir
     )
     _reset_accelerate()
     out = tmp_path / "out"
-    cfg = tiny_config(tiny_policy_dir, out, max_steps=2, save_steps=1, save_total_limit=1)
+    cfg = tiny_config(
+        tiny_policy_dir, out, max_steps=2, save_steps=1, save_total_limit=1, report_to=["mlflow"]
+    )
     with pytest.raises(RuntimeError, match="node lost"):  # in step 2's rollout, after checkpoint-1
         train(cfg, db, reward_funcs=[RecordingReward(fail_on_call=2)])
     _reset_accelerate()
+    (failed,) = mlflow_runs(tmp_path / "mlruns")  # report_to: [mlflow] -> mlruns beside output_dir
+    assert failed.info.status == "FAILED"
 
     reward = RecordingReward()
     outcome = train(cfg, db, reward_funcs=[reward])
@@ -202,6 +219,12 @@ def test_interrupted_run_resumes_from_its_checkpoint_exactly(db, tiny_policy_dir
         run = session.get(TrainingRun, outcome.run_id)
         assert (run.status, run.metrics["resumed_from"]) == ("completed", outcome.resumed_from)
         assert len([r for r in session.query(TrainingRun) if r.output_dir == str(out.resolve())]) == 1
+    # the resumed run continues the same MLflow run: step 1 logged before the failure, step 2 after
+    (tracked,) = mlflow_runs(tmp_path / "mlruns")
+    assert tracked.info.run_id == failed.info.run_id == run.metrics["mlflow_run_id"]
+    assert tracked.info.status == "FINISHED" and tracked.data.params["kl_coef"] == str(cfg.kl_coef)
+    client = mlflow_client(tmp_path / "mlruns")
+    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "objective/kl")] == [1, 2]
 
     # an exact continuation: same numbers and weights as the run that was never interrupted
     def numbers(rows):  # as JSON: NaN (explained variance of an all-zero step) equals itself there

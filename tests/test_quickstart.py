@@ -113,11 +113,47 @@ def test_micro_quickstart_end_to_end(db, db_url, tmp_path, steered_sampling, cap
         assert len(session.scalars(select(EvalResult)).all()) == 4
         assert session.scalars(select(RankingItem)).first() is not None
     assert (result.output_dir / "report" / "index.html").is_file()
+    assert_tracked(result.output_dir, ["sft", "reward_model", "dpo", "grpo", "control"])
 
     rerun = run_quickstart(cfg, db)  # every stage is reused: same numbers, no new rows
     assert rerun.rows == result.rows and all(stage.reused for stage in rerun.stages)
     with session_scope(db_url) as session:
         assert len(session.scalars(select(EvalResult)).all()) == 4
+    assert_tracked(result.output_dir, ["sft", "reward_model", "dpo", "grpo", "control"])  # no new MLflow runs
+
+
+def assert_tracked(out, stages: list[str]) -> None:
+    """The MLflow store under the output directory: the quickstart's run, and one child run per stage with
+    its config, TRL's logged metrics, the held-out eval (metrics and files); all FINISHED."""
+    from mlflow.tracking import MlflowClient
+
+    from alignment.tracking import local_store
+
+    client = MlflowClient(local_store(out / "mlruns"))
+    experiment = client.get_experiment_by_name(out.name)
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["codealign.stage"] == "quickstart"]
+    children = {r.data.tags["codealign.policy"].removeprefix(f"{out.name}-"): r for r in runs if r != parent}
+    assert sorted(children) == sorted(stages) and len(runs) == len(stages) + 1
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children.values())
+    assert (
+        parent.data.metrics["sft/pass_at_1"]
+        == json.loads((out / "quickstart.json").read_text())["rows"][0]["pass@1"]
+    )
+    assert {"quickstart.json", "table.md", "report"} <= {
+        f.path for f in client.list_artifacts(parent.info.run_id)
+    }
+    sft = children["sft"]
+    assert sft.data.params["learning_rate"] == "0.001" and sft.data.params["tasks.limit"] == "16"
+    assert [m.step for m in client.get_metric_history(sft.info.run_id, "loss")] == [
+        1,
+        2,
+    ]  # TRL's name, per step
+    for name in set(stages) - {"reward_model"}:
+        assert "eval/pass_at_1" in children[name].data.metrics
+        assert [f.path for f in client.list_artifacts(children[name].info.run_id, "eval")]
+    assert "eval/readability_win_rate" in children["dpo"].data.metrics
 
 
 def test_bad_config_is_one_line_error():

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from alignment.recipe import RecipeConfig
 from alignment.runs import last_checkpoint, registered_run, start_run
+from alignment.tracking import MlflowSettings
 from codealign.errors import UserError
 from db.models import Policy, TrainingRun
 from db.session import session_scope
@@ -69,6 +70,22 @@ def test_failure_is_recorded_and_reraised(db, db_url, tmp_path):
     runs, policies = _rows(db_url)
     assert runs[0].status == "failed" and runs[0].error == "RuntimeError: out of memory"
     assert [p.stage for p in policies] == ["external"]  # the start checkpoint only: none for a failed run
+
+
+def test_an_mlflow_store_that_cannot_be_opened_is_one_line_and_leaves_no_row(db, db_url, tmp_path):
+    cfg = RecipeConfig(
+        model_name_or_path=_model_dir(tmp_path / "m"),
+        output_dir=str(tmp_path / "out"),
+        report_to=["mlflow"],
+        mlflow=MlflowSettings(tracking_uri="nosuchscheme://host/x"),
+    )
+    with (
+        pytest.raises(UserError, match=r"^mlflow.tracking_uri: cannot log to nosuchscheme://host/x: "),
+        registered_run("sft", cfg, db),
+    ):
+        pass
+    runs, _ = _rows(db_url)
+    assert runs == []
 
 
 def test_returning_without_complete_marks_failed(db, db_url, tmp_path):

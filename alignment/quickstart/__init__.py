@@ -51,6 +51,16 @@ class QuickstartResult:
 
 
 def run_quickstart(cfg: QuickstartConfig, db, fresh: bool = False) -> QuickstartResult:
+    """The whole loop (see the module docstring); on any failure the quickstart's MLflow run ends FAILED."""
+    try:
+        return _run_quickstart(cfg, db, fresh)
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        steps.finish_tracking(Path(cfg.output_dir).resolve(), {}, status)
+        raise
+
+
+def _run_quickstart(cfg: QuickstartConfig, db, fresh: bool) -> QuickstartResult:
     from alignment.comparison import blind_win_rate, fresh_panel
     from alignment.evaluation import EvalConfig, evaluate_policy
     from alignment.generation import SamplingParams
@@ -81,6 +91,9 @@ def run_quickstart(cfg: QuickstartConfig, db, fresh: bool = False) -> Quickstart
         return None, {"tasks": result.total, "styles": cfg.suite_styles}
 
     stages.run("setup", setup)
+    # the quickstart's own MLflow run, parent of every stage's; a rerun continues the run an earlier one began
+    if "mlflow" in cfg.report_to and stages.run("tracking", lambda: steps.start_tracking(cfg, out)).reused:
+        steps.set_tracking_status(out, "RUNNING")
 
     # 2. the embedded model, 3. SFT on the train split's (mixed-style) references
     base = stages.run(
@@ -150,6 +163,7 @@ def run_quickstart(cfg: QuickstartConfig, db, fresh: bool = False) -> Quickstart
             return str(outcome.results_path), info
 
         evaluated[name] = stages.run(f"eval_{name}", evaluate)
+        steps.track_eval(record, evaluated[name], out)
     for name, record in evaluated.items():
         if name != "sft":
 
@@ -157,7 +171,9 @@ def run_quickstart(cfg: QuickstartConfig, db, fresh: bool = False) -> Quickstart
                 win = blind_win_rate(record.output, evaluated["sft"].output, prompts, fresh_panel(panel))
                 return None, win.__dict__
 
-            record.info["win"] = stages.run(f"winrate_{name}", judge).info
+            judged = stages.run(f"winrate_{name}", judge)
+            record.info["win"] = judged.info
+            steps.track_eval(trained[name], judged, out, win=judged.info)
 
     # 9. the report, the table and quickstart.json
     if cfg.report:
@@ -182,6 +198,7 @@ def run_quickstart(cfg: QuickstartConfig, db, fresh: bool = False) -> Quickstart
     table = format_table(rows, stages.records, total, cfg, summary)
     (out / "quickstart.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "table.md").write_text(table + "\n")
+    steps.finish_tracking(out, summary)
     return QuickstartResult(out, stages.records, rows, table, total, summary)
 
 

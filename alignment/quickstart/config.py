@@ -70,6 +70,9 @@ class QuickstartConfig:
     eval_temperature: float = 0.8
     eval_limit: int | None = None  # first N held-out tasks only (smoke runs)
     report: bool = True
+    # tracking: every stage's report_to; mlflow logs to <output_dir>/mlruns, each stage's run a child of the
+    # quickstart's own (alignment.tracking). [none] turns it off.
+    report_to: list[str] = field(default_factory=lambda: ["mlflow"])
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGE_YAML]

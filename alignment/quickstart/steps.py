@@ -81,6 +81,7 @@ def train(stage: str, cfg, db) -> tuple[str, dict[str, Any]]:
     return outcome.output_dir, {
         "policy": outcome.policy_name,
         "run_id": outcome.run_id,
+        "mlflow_run_id": outcome.mlflow_run_id,
         "metrics": metrics,
         "batch_size": batch,
         "learning_rate": cfg.learning_rate,
@@ -93,8 +94,87 @@ def common(cfg: QuickstartConfig, out: Path, name: str, parent: str) -> dict[str
         "output_dir": str(out / name),
         "policy_name": f"{out.name}-{name}",
         "seed": cfg.seed,
-        "report_to": ["none"],
+        "report_to": cfg.report_to,
+        "mlflow": {
+            "tracking_uri": str(mlflow_dir(out)),
+            "experiment_name": out.name,
+            "parent_run_id": parent_run_id(out),
+        },
     }
+
+
+def parent_run_id(out: Path) -> str | None:
+    """The quickstart's own MLflow run, from the record of its ``tracking`` step (see :func:`start_tracking`)."""
+    path = out / "stages" / "tracking.json"
+    return json.loads(path.read_text())["info"]["mlflow_run_id"] if path.is_file() else None
+
+
+def mlflow_dir(out: Path) -> Path:
+    """The quickstart's MLflow store: every stage's run and the quickstart's own (``mlflow ui`` opens it)."""
+    return out / "mlruns"
+
+
+def start_tracking(cfg: QuickstartConfig, out: Path) -> tuple[None, dict[str, Any]]:
+    """The quickstart's own MLflow run, parent of every stage's (a rerun continues it: the stage record)."""
+    from alignment import tracking
+    from codealign.config import to_dict
+
+    tracker = tracking.start_run(
+        tracking.MlflowSettings(tracking_uri=str(mlflow_dir(out)), experiment_name=out.name),
+        out,
+        run_name=out.name,
+        tags={"codealign.stage": "quickstart", "codealign.output_dir": str(out)},
+    )
+    tracker.log_params(to_dict(cfg))
+    return None, {"mlflow_run_id": tracker.run_id, "mlflow_uri": tracker.uri}
+
+
+def _parent_tracker(out: Path):
+    run_id = parent_run_id(out)
+    if run_id is None:
+        return None
+    from alignment import tracking
+
+    return tracking.open_run(tracking.local_store(mlflow_dir(out)), run_id)
+
+
+def set_tracking_status(out: Path, status: str) -> None:
+    tracker = _parent_tracker(out)
+    if tracker is not None:
+        tracker.client.update_run(tracker.run_id, status=status)
+
+
+def finish_tracking(out: Path, summary: dict[str, Any], status: str = "FINISHED") -> None:
+    """The quickstart's own run: each row's numbers (``<policy>/pass_at_1`` ...), quickstart.json, the table
+    and the report as files, then its final status."""
+    tracker = _parent_tracker(out)
+    if tracker is None:
+        return
+    for row in summary.get("rows", []):
+        tracker.log_metrics({k: v for k, v in row.items() if k != "policy"}, prefix=f"{row['policy']}/")
+    for name in ("quickstart.json", "table.md", "report"):
+        tracker.log_artifact(out / name, "report" if name == "report" else None)
+    tracker.finish(status)
+
+
+def track_eval(record: StageRecord, eval_record: StageRecord, out: Path, win: dict | None = None) -> None:
+    """The held-out eval of a trained policy (or its win rate), as ``eval/...`` metrics and files of its
+    stage's MLflow run; a step reused from an earlier run was logged then."""
+    run_id = record.info.get("mlflow_run_id")
+    if not run_id or eval_record.reused:
+        return
+    from alignment import tracking
+
+    tracker = tracking.open_run(tracking.local_store(mlflow_dir(out)), run_id)
+    if win is not None:
+        tracker.log_metrics(
+            {"readability_win_rate": win["rate"], "readability_win_low": win["low"]}, prefix="eval/"
+        )
+        return
+    info = eval_record.info
+    tracker.log_metrics({**info["pass_at_k"], **info.get("metrics", {})}, prefix="eval/")
+    if eval_record.output:
+        tracker.log_artifact(eval_record.output, "eval")
 
 
 def sample_task_ids(cfg: QuickstartConfig) -> list[str]:
