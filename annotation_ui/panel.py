@@ -127,25 +127,31 @@ def members(session: Session, cfg: PanelConfig, created_by: str) -> list[User]:
 def run_panel(
     db, cfg: PanelConfig, created_by: str = "panel:simulated", items: Collection[int] | None = None
 ) -> PanelResult:
-    """Every member ranks the items open to them (one transaction per ranking, as the app does); ``items``
-    restricts them to those item ids."""
+    """Every member ranks the items open to them, one item each in turn, as people working side by side do
+    (one member after another would leave the last members nothing: the first ones fill every item's
+    overlap). One transaction per ranking, as the app does; ``items`` restricts them to those item ids."""
     with db.session() as session:
         users = members(session, cfg, created_by)
+    rngs = {user.name: random.Random(f"{cfg.seed}/{user.name}") for user in users}
+    done = {user.name: 0 for user in users}
     rankings, ranked = 0, set()
-    for index, user in enumerate(users):
-        rng = random.Random(f"{cfg.seed}/{user.name}")
-        scale = cfg.noise[index % len(cfg.noise)]
-        done = 0
-        while cfg.max_items_per_annotator is None or done < cfg.max_items_per_annotator:
+    active = list(enumerate(users))
+    while active:
+        still = []
+        for index, user in active:
+            if cfg.max_items_per_annotator is not None and done[user.name] >= cfg.max_items_per_annotator:
+                continue
             with db.session() as session:
                 view = assignment.claim_next(
                     session, user, claim_ttl_minutes=cfg.claim_ttl_minutes, seed=cfg.seed, among=items
                 )
                 if view is None:
-                    break
-                assignment.submit_ranking(
-                    session, user, view.assignment_id, ranks(view.completions, cfg, scale, rng)
-                )
-            rankings, done = rankings + 1, done + 1
+                    continue
+                scale = cfg.noise[index % len(cfg.noise)]
+                order = ranks(view.completions, cfg, scale, rngs[user.name])
+                assignment.submit_ranking(session, user, view.assignment_id, order)
+            rankings, done[user.name] = rankings + 1, done[user.name] + 1
             ranked.add(view.item_id)
+            still.append((index, user))
+        active = still
     return PanelResult([u.name for u in users], rankings, len(ranked))

@@ -44,6 +44,11 @@ def test_members_rank_every_open_item_through_the_service_with_overlap(db):
         per_item = s.execute(select(Ranking.item_id, func.count()).group_by(Ranking.item_id)).all()
         assert {count for _, count in per_item} == {3}
         assert s.scalar(select(func.count()).select_from(RankingEntry)) == 3 * items * 4
+        # members take turns, as people side by side do: every member ranks a share, not just the first three
+        per_member = dict(
+            s.execute(select(Ranking.annotator_id, func.count()).group_by(Ranking.annotator_id)).all()
+        )
+        assert len(per_member) == 5 and max(per_member.values()) - min(per_member.values()) <= 1
         agreement = quality_report(s).agreement
     assert agreement.shared_items == items and agreement.mean_tau_b is not None
     assert run_panel(db, cfg).rankings == 0  # nothing left: nobody ranks an item twice
