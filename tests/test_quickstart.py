@@ -211,3 +211,44 @@ def test_control_and_ppo_are_matched_to_dpo_and_grpo(tmp_path):
     explicit = load_config(QuickstartConfig, DEFAULT_CONFIG, {"ppo": {"max_steps": 3}})
     assert ppo_config(explicit, tmp_path, sft, trained, reward_model).max_steps == 3
     assert ppo.reward_funcs == ["combined"] and ppo.reward_model_path == str(tmp_path / "rm")
+
+
+def test_micro_benchmark_writes_the_contract(tmp_path, steered_sampling):
+    """Every method x 2 seeds at micro size: benchmark.json has the rows, per-seed values and means."""
+    from alignment.benchmark import STAGES, BenchmarkConfig, run_benchmark
+
+    ppo = {
+        "max_steps": 1,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "num_mini_batches": 1,
+    }
+    quickstart = {
+        **MICRO,
+        "stages": STAGES,
+        "report": False,
+        "grpo_exec": MICRO["grpo"],
+        "ppo": {**ppo, "num_generations": 2, "max_completion_length": 8, "tasks": {"limit": 4}},
+    }
+    cfg = BenchmarkConfig(output_dir=str(tmp_path / "bench"), seeds=[0, 1], quickstart=quickstart)
+    summary = run_benchmark(cfg)
+
+    written = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    assert written["seeds"] == [0, 1] == summary["seeds"]
+    assert [r["policy"] for r in written["rows"]] == ["sft", "dpo", "grpo_exec", "grpo", "ppo", "control"]
+    per_seed = {
+        s: json.loads((tmp_path / "bench" / f"seed-{s}" / "quickstart.json").read_text())["rows"]
+        for s in (0, 1)
+    }
+    for i, row in enumerate(written["rows"]):
+        values = [per_seed[s][i]["pass@1"] for s in (0, 1)]
+        assert row["per_seed"] == {"0": values[0], "1": values[1]}
+        assert row["pass@1"] == pytest.approx(sum(values) / 2) and len(row["pass@1_ci"]) == 2
+        for key in ("delta_pass@1", "readability_issue_rate", "readability_issue_rate_passing", "train_s"):
+            assert key in row
+    assert written["rows"][3]["reward_signals"] == ["execution", "human"] and written["rows"][2][
+        "reward_signals"
+    ] == ["execution"]
+    assert 0 <= written["rows"][1]["readability_win_rate"] <= 1 and written["reward_model"]["pairs"] > 0
+    assert written["panel"]["annotators"] == 5
+    assert "| grpo_exec | execution |" in (tmp_path / "bench" / "table.md").read_text()

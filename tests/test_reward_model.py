@@ -66,9 +66,10 @@ def test_scorer_is_deterministic_batched_and_fits_the_reward_engine(trained_rm):
     scores = scorer(prompts, completions)
     assert len(scores) == 3 and all(isinstance(s, float) for s in scores)
     assert scores == scorer(prompts, completions)
-    # batching and padding must not change a score
+    # batching and padding must not change a score beyond float32 rounding: the kernels differ with the batch's
+    # shape (measured up to 1.6e-5 apart); a padding or pooling bug moves a score by 1e-2 and more
     assert RewardModelScorer(outcome.output_dir, batch_size=1)(prompts, completions) == pytest.approx(
-        scores, abs=1e-5
+        scores, abs=1e-4
     )
     fn = scorer.reward_function()
     assert fn.__name__ == "reward_model"

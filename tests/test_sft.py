@@ -122,13 +122,17 @@ def test_shipped_yaml_builds_trl_config():
     assert args.num_train_epochs == 8 and args.max_length == 384 and args.report_to == ["tensorboard"]
 
 
-def test_mlflow_without_mlflow_installed_is_one_line_error(db, tmp_path, tiny_model_dir):
+def test_mlflow_without_mlflow_installed_is_one_line_error(db, tmp_path, tiny_model_dir, monkeypatch):
+    """mlflow is a dependency, but an install that left it out gets a one-line error before anything runs."""
     import importlib.util
 
-    if importlib.util.find_spec("mlflow") is not None:
-        pytest.skip("mlflow is installed here")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
     with pytest.raises(UserError, match="report_to: mlflow is not installed"):
         train(_cfg(tiny_model_dir, tmp_path / "out", report_to=["mlflow"]), db)
+    assert not (tmp_path / "out").exists()
 
 
 def test_length_grouped_batches_cut_padding(db, tiny_model_dir, tmp_path):
