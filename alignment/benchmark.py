@@ -77,10 +77,17 @@ def aggregate(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
         per_seed = {s: next(r for r in results[s]["rows"] if r["policy"] == name) for s in seeds}
         first = per_seed[seeds[0]]
         row: dict[str, Any] = {"policy": name, "reward_signals": first["reward_signals"]}
-        for key, value in first.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                values = [per_seed[s][key] for s in seeds if per_seed[s].get(key) is not None]
-                row[key], row[f"{key}_ci"] = mean_ci(values) if values else (None, None)
+        # every numeric field of any seed, kept (as None) where no seed has a value: e.g. the issue rate among
+        # passing samples of a policy that passed nothing
+        numeric = [
+            k
+            for k in dict.fromkeys(k for s in seeds for k in per_seed[s])
+            if k not in ("readability_win_rate", "readability_win_ci")
+            and all(_is_number(per_seed[s].get(k)) or per_seed[s].get(k) is None for s in seeds)
+        ]
+        for key in numeric:
+            values = [per_seed[s][key] for s in seeds if _is_number(per_seed[s].get(key))]
+            row[key], row[f"{key}_ci"] = mean_ci(values) if values else (None, None)
         wins = [
             per_seed[s]["readability_win_rate"]
             for s in seeds
@@ -105,6 +112,10 @@ def aggregate(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "setup": results[seeds[0]].get("setup"),
         "seconds_per_seed": {str(s): results[s]["total_seconds"] for s in seeds},
     }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def format_benchmark(summary: dict[str, Any]) -> str:

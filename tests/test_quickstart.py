@@ -235,7 +235,7 @@ def test_micro_benchmark_writes_the_contract(tmp_path, steered_sampling):
 
     written = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
     assert written["seeds"] == [0, 1] == summary["seeds"]
-    assert [r["policy"] for r in written["rows"]] == ["sft", "dpo", "grpo_exec", "grpo", "ppo", "control"]
+    assert [r["policy"] for r in written["rows"]] == ["sft", "dpo", "grpo", "grpo_exec", "ppo", "control"]
     per_seed = {
         s: json.loads((tmp_path / "bench" / f"seed-{s}" / "quickstart.json").read_text())["rows"]
         for s in (0, 1)
@@ -246,7 +246,7 @@ def test_micro_benchmark_writes_the_contract(tmp_path, steered_sampling):
         assert row["pass@1"] == pytest.approx(sum(values) / 2) and len(row["pass@1_ci"]) == 2
         for key in ("delta_pass@1", "readability_issue_rate", "readability_issue_rate_passing", "train_s"):
             assert key in row
-    assert written["rows"][3]["reward_signals"] == ["execution", "human"] and written["rows"][2][
+    assert written["rows"][2]["reward_signals"] == ["execution", "human"] and written["rows"][3][
         "reward_signals"
     ] == ["execution"]
     assert 0 <= written["rows"][1]["readability_win_rate"] <= 1 and written["reward_model"]["pairs"] > 0

@@ -43,5 +43,7 @@ def _quickstart(args, db) -> int:
         from alignment.quickstart.steps import mlflow_dir
         from alignment.tracking import local_store
 
-        print(f"runs:   mlflow ui --backend-store-uri {local_store(mlflow_dir(result.output_dir))} --workers 1")
+        print(
+            f"runs:   mlflow ui --backend-store-uri {local_store(mlflow_dir(result.output_dir))} --workers 1"
+        )
     return 0
