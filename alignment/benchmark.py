@@ -101,7 +101,7 @@ def aggregate(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
         parts = [results[s].get(section) for s in seeds if results[s].get(section)]
         if not parts:
             return None
-        keys = [k for k, v in parts[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        keys = [k for k, v in parts[0].items() if _is_number(v)]
         return {k: statistics.fmean(p[k] for p in parts if p.get(k) is not None) for k in keys}
 
     return {

@@ -3,10 +3,11 @@
 A stage with ``mlflow`` in ``report_to`` gets an MLflow run when its ``TrainingRun`` row is created
 (:func:`alignment.runs.registered_run`): the stage's config as params, every metric the trainer logs under the
 name TRL logs it (``loss``, ``rewards/accuracies``, PPO's ``objective/kl`` ...) at its step, the final
-metrics at the end, and status FINISHED or FAILED as the row's. ``mlflow.tracking_uri`` defaults to
-``mlruns`` beside ``output_dir`` (the quickstart's stages under ``runs/quickstart/`` share
-``runs/quickstart/mlruns``); ``mlflow ui --backend-store-uri runs/quickstart/mlruns`` opens it, no server
-needed (a directory is a SQLite store, :func:`local_store`). ``mlflow.parent_run_id`` nests the run under another (the quickstart's own run).
+metrics at the end, and status FINISHED, FAILED or KILLED as the row's. ``mlflow.tracking_uri`` defaults
+to ``mlruns`` beside ``output_dir`` (the quickstart's stages under ``runs/quickstart/`` share
+``runs/quickstart/mlruns``); a directory is a SQLite store (:func:`local_store`), so
+``mlflow ui --backend-store-uri sqlite:///runs/quickstart/mlruns/mlflow.db`` opens it, no server needed.
+``mlflow.parent_run_id`` nests the run under another (the quickstart's own run).
 
 Why not transformers' ``MLflowCallback``: it is configured through environment variables only
 (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``, ``MLFLOW_NESTED_RUN``) and logs through mlflow's process-global

@@ -39,9 +39,10 @@ def _quickstart(args, db) -> int:
     result = run_quickstart(cfg, db, fresh=args.fresh)
     print(result.table)
     print(f"report: {result.output_dir / 'report' / 'index.html'}")
-    if "mlflow" in cfg.report_to:
+    from alignment.tracking import local_store, wants_mlflow
+
+    if wants_mlflow(cfg.report_to):
         from alignment.quickstart.steps import mlflow_dir
-        from alignment.tracking import local_store
 
         print(
             f"runs:   mlflow ui --backend-store-uri {local_store(mlflow_dir(result.output_dir))} --workers 1"

@@ -35,6 +35,7 @@ from alignment.quickstart import steps
 from alignment.quickstart.config import DEFAULT_CONFIG, POLICY_STAGES, QuickstartConfig
 from alignment.quickstart.steps import StageRecord, check_stage_sections
 from alignment.quickstart.table import format_table, result_rows
+from alignment.tracking import wants_mlflow
 from codealign.config import load_config
 
 __all__ = ["DEFAULT_CONFIG", "QuickstartConfig", "QuickstartResult", "StageRecord", "check_stage_sections"]
@@ -92,7 +93,7 @@ def _run_quickstart(cfg: QuickstartConfig, db, fresh: bool) -> QuickstartResult:
 
     stages.run("setup", setup)
     # the quickstart's own MLflow run, parent of every stage's; a rerun continues the run an earlier one began
-    if "mlflow" in cfg.report_to and stages.run("tracking", lambda: steps.start_tracking(cfg, out)).reused:
+    if wants_mlflow(cfg.report_to) and stages.run("tracking", lambda: steps.start_tracking(cfg, out)).reused:
         steps.set_tracking_status(out, "RUNNING")
 
     # 2. the embedded model, 3. SFT on the train split's (mixed-style) references
@@ -163,7 +164,7 @@ def _run_quickstart(cfg: QuickstartConfig, db, fresh: bool) -> QuickstartResult:
             return str(outcome.results_path), info
 
         evaluated[name] = stages.run(f"eval_{name}", evaluate)
-        steps.track_eval(record, evaluated[name], out)
+        steps.track_eval(record, evaluated[name])
     for name, record in evaluated.items():
         if name != "sft":
 
@@ -173,7 +174,7 @@ def _run_quickstart(cfg: QuickstartConfig, db, fresh: bool) -> QuickstartResult:
 
             judged = stages.run(f"winrate_{name}", judge)
             record.info["win"] = judged.info
-            steps.track_eval(trained[name], judged, out, win=judged.info)
+            steps.track_eval(trained[name], judged, win=judged.info)
 
     # 9. the report, the table and quickstart.json
     if cfg.report:

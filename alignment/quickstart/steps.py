@@ -82,6 +82,7 @@ def train(stage: str, cfg, db) -> tuple[str, dict[str, Any]]:
         "policy": outcome.policy_name,
         "run_id": outcome.run_id,
         "mlflow_run_id": outcome.mlflow_run_id,
+        "mlflow_uri": outcome.mlflow_uri,  # a stage section may send its run to another store
         "metrics": metrics,
         "batch_size": batch,
         "learning_rate": cfg.learning_rate,
@@ -105,8 +106,12 @@ def common(cfg: QuickstartConfig, out: Path, name: str, parent: str) -> dict[str
 
 def parent_run_id(out: Path) -> str | None:
     """The quickstart's own MLflow run, from the record of its ``tracking`` step (see :func:`start_tracking`)."""
+    return _tracking_record(out).get("mlflow_run_id")
+
+
+def _tracking_record(out: Path) -> dict[str, Any]:
     path = out / "stages" / "tracking.json"
-    return json.loads(path.read_text())["info"]["mlflow_run_id"] if path.is_file() else None
+    return json.loads(path.read_text())["info"] if path.is_file() else {}
 
 
 def mlflow_dir(out: Path) -> Path:
@@ -130,12 +135,12 @@ def start_tracking(cfg: QuickstartConfig, out: Path) -> tuple[None, dict[str, An
 
 
 def _parent_tracker(out: Path):
-    run_id = parent_run_id(out)
-    if run_id is None:
+    record = _tracking_record(out)
+    if not record:
         return None
     from alignment import tracking
 
-    return tracking.open_run(tracking.local_store(mlflow_dir(out)), run_id)
+    return tracking.open_run(record["mlflow_uri"], record["mlflow_run_id"])
 
 
 def set_tracking_status(out: Path, status: str) -> None:
@@ -157,7 +162,7 @@ def finish_tracking(out: Path, summary: dict[str, Any], status: str = "FINISHED"
     tracker.finish(status)
 
 
-def track_eval(record: StageRecord, eval_record: StageRecord, out: Path, win: dict | None = None) -> None:
+def track_eval(record: StageRecord, eval_record: StageRecord, win: dict | None = None) -> None:
     """The held-out eval of a trained policy (or its win rate), as ``eval/...`` metrics and files of its
     stage's MLflow run; a step reused from an earlier run was logged then."""
     run_id = record.info.get("mlflow_run_id")
@@ -165,7 +170,7 @@ def track_eval(record: StageRecord, eval_record: StageRecord, out: Path, win: di
         return
     from alignment import tracking
 
-    tracker = tracking.open_run(tracking.local_store(mlflow_dir(out)), run_id)
+    tracker = tracking.open_run(record.info["mlflow_uri"], run_id)
     if win is not None:
         tracker.log_metrics(
             {"readability_win_rate": win["rate"], "readability_win_low": win["low"]}, prefix="eval/"
