@@ -229,6 +229,8 @@ def test_micro_benchmark_writes_the_contract(tmp_path, steered_sampling):
         "report": False,
         "grpo_exec": MICRO["grpo"],
         "ppo": {**ppo, "num_generations": 2, "max_completion_length": 8, "tasks": {"limit": 4}},
+        # a stage section may send its MLflow run to another store: its eval must be logged there too
+        "control": {"mlflow": {"tracking_uri": str(tmp_path / "control-store")}},
     }
     cfg = BenchmarkConfig(output_dir=str(tmp_path / "bench"), seeds=[0, 1], quickstart=quickstart)
     summary = run_benchmark(cfg)
@@ -252,3 +254,15 @@ def test_micro_benchmark_writes_the_contract(tmp_path, steered_sampling):
     assert 0 <= written["rows"][1]["readability_win_rate"] <= 1 and written["reward_model"]["pairs"] > 0
     assert written["panel"]["annotators"] == 5
     assert "| grpo_exec | execution |" in (tmp_path / "bench" / "table.md").read_text()
+    assert_control_tracked_elsewhere(tmp_path / "control-store", per_seed)
+
+
+def assert_control_tracked_elsewhere(store, per_seed) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from alignment.tracking import local_store
+
+    client = MlflowClient(local_store(store))
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    logged = sorted(r.data.metrics["eval/pass_at_1"] for r in runs)
+    assert logged == sorted(rows[-1]["pass@1"] for rows in per_seed.values())  # one control run per seed
