@@ -125,16 +125,24 @@ def format_benchmark(summary: dict[str, Any]) -> str:
     def ci(interval, scale=100):
         return "" if not interval else f" [{scale * interval[0]:.1f}, {scale * interval[1]:.1f}]"
 
-    header = "| policy | signals | pass@1 % (95% CI over seeds) | Δ vs SFT | per seed | win vs SFT | issues passing % |"
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    control = next((r["pass@1"] for r in summary["rows"] if r["policy"] == "control"), None)
+    header = (
+        "| policy | signals | pass@1 % (95% CI over seeds) | Δ vs SFT | Δ vs control | per seed | win vs SFT "
+        "| issues all / passing % | train s |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for row in summary["rows"]:
         seeds = " / ".join(f"{100 * v:.1f}" for v in row["per_seed"].values())
         win = row.get("readability_win_rate")
+        vs_control = (
+            None if control is None or row["policy"] in ("sft", "control") else row["pass@1"] - control
+        )
         lines.append(
             f"| {row['policy']} | {'+'.join(row['reward_signals']) or '—'} | {pct(row['pass@1'])}{ci(row.get('pass@1_ci'))} "
-            f"| {'—' if row['policy'] == 'sft' else pct(row['delta_pass@1'], True)} | {seeds} "
-            f"| {'—' if win is None else f'{win:.2f}'}{ci(row.get('readability_win_ci'), 1)} "
-            f"| {pct(row.get('readability_issue_rate_passing'))} |"
+            f"| {'—' if row['policy'] == 'sft' else pct(row['delta_pass@1'], True)} | {pct(vs_control, True)} "
+            f"| {seeds} | {'—' if win is None else f'{win:.2f}'}{ci(row.get('readability_win_ci'), 1)} "
+            f"| {pct(row.get('readability_issue_rate'))} / {pct(row.get('readability_issue_rate_passing'))} "
+            f"| {row.get('train_s') or 0:.0f} |"
         )
     lines.append(f"\nseeds {summary['seeds']}; total {summary.get('total_seconds', 0):.0f} s")
     return "\n".join(lines)
