@@ -123,7 +123,10 @@ def format_benchmark(summary: dict[str, Any]) -> str:
         return "—" if value is None else (f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}")
 
     def ci(interval, scale=100):
-        return "" if not interval else f" [{scale * interval[0]:.1f}, {scale * interval[1]:.1f}]"
+        digits = 1 if scale == 100 else 2  # percentages, or a rate in 0-1
+        return (
+            "" if not interval else f" [{scale * interval[0]:.{digits}f}, {scale * interval[1]:.{digits}f}]"
+        )
 
     control = next((r["pass@1"] for r in summary["rows"] if r["policy"] == "control"), None)
     header = (
