@@ -122,8 +122,7 @@ def format_benchmark(summary: dict[str, Any]) -> str:
     def pct(value, signed=False):
         return "—" if value is None else (f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}")
 
-    def ci(interval, scale=100):
-        digits = 1 if scale == 100 else 2  # percentages, or a rate in 0-1
+    def ci(interval, scale=100, digits=1):
         return (
             "" if not interval else f" [{scale * interval[0]:.{digits}f}, {scale * interval[1]:.{digits}f}]"
         )
@@ -137,15 +136,16 @@ def format_benchmark(summary: dict[str, Any]) -> str:
     for row in summary["rows"]:
         seeds = " / ".join(f"{100 * v:.1f}" for v in row["per_seed"].values())
         win = row.get("readability_win_rate")
+        train_s = "—" if row.get("train_s") is None else f"{row['train_s']:.0f}"
         vs_control = (
             None if control is None or row["policy"] in ("sft", "control") else row["pass@1"] - control
         )
         lines.append(
             f"| {row['policy']} | {'+'.join(row['reward_signals']) or '—'} | {pct(row['pass@1'])}{ci(row.get('pass@1_ci'))} "
             f"| {'—' if row['policy'] == 'sft' else pct(row['delta_pass@1'], True)} | {pct(vs_control, True)} "
-            f"| {seeds} | {'—' if win is None else f'{win:.2f}'}{ci(row.get('readability_win_ci'), 1)} "
+            f"| {seeds} | {'—' if win is None else f'{win:.2f}'}{ci(row.get('readability_win_ci'), 1, 2)} "
             f"| {pct(row.get('readability_issue_rate'))} / {pct(row.get('readability_issue_rate_passing'))} "
-            f"| {row.get('train_s') or 0:.0f} |"
+            f"| {train_s} |"
         )
     lines.append(f"\nseeds {summary['seeds']}; total {summary.get('total_seconds', 0):.0f} s")
     return "\n".join(lines)
