@@ -256,6 +256,22 @@ def test_micro_benchmark_writes_the_contract(tmp_path, steered_sampling):
     assert "| grpo_exec | execution |" in (tmp_path / "bench" / "table.md").read_text()
     assert_control_tracked_elsewhere(tmp_path / "control-store", per_seed)
 
+    # a rerun reuses every stage: each seed's time is still what its stages took, not the rerun's wall time
+    stage_sums = {
+        str(s): round(
+            sum(
+                r["seconds"]
+                for r in json.loads((tmp_path / "bench" / f"seed-{s}" / "quickstart.json").read_text())[
+                    "stages"
+                ]
+            ),
+            1,
+        )
+        for s in (0, 1)
+    }
+    assert summary["seconds_per_seed"] == stage_sums
+    assert run_benchmark(cfg)["seconds_per_seed"] == stage_sums
+
 
 def assert_control_tracked_elsewhere(store, per_seed) -> None:
     from mlflow.tracking import MlflowClient
