@@ -25,7 +25,9 @@ No torch here; ``mlflow`` and ``transformers`` are imported lazily.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import re
 import time
@@ -164,7 +166,6 @@ class Tracker:
 
 
 def client_for(uri: str):
-    import logging
     import warnings
 
     # A new store announces its table creation at INFO, and mlflow's SQLAlchemy mapping trips a deprecation
@@ -172,9 +173,25 @@ def client_for(uri: str):
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow\.")
     from mlflow.tracking import MlflowClient
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import: mlflow sets INFO there
-
+    logger = logging.getLogger("mlflow")
+    if logger.getEffectiveLevel() < logging.WARNING:  # after the import: mlflow sets INFO there
+        logger.setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def errors_in_one_line():
+    """MLflow logs a store error with its traceback at ERROR before it raises it; where the caller reports the
+    error in one line of its own, that traceback is noise."""
+    import mlflow  # noqa: F401 - its import sets its logger's level, which must come before ours
+
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def start_run(
@@ -188,7 +205,8 @@ def start_run(
     cannot be opened is a one-line error naming ``mlflow.tracking_uri``."""
     uri = store_uri(settings, output_dir)
     try:
-        return _start(client_for(uri), settings, run_name, tags, resume_run_id)
+        with errors_in_one_line():
+            return _start(client_for(uri), settings, run_name, tags, resume_run_id)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; the user needs the URI and the cause
         raise UserError(f"mlflow.tracking_uri: cannot log to {uri}: {first_line(exc)}") from None
 

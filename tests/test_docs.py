@@ -368,6 +368,17 @@ class Workspace:
     snapshot: Path  # its state right after the quickstart, restored before each document
 
     def fresh(self) -> Path:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        from db.session import dispose_engines
+
+        # the commands run in this process: connections cached for the files replaced here would write to the
+        # deleted ones (SQLite: "attempt to write a readonly database") -- ours, and MLflow's, which caches
+        # one engine per store URI for the life of the process
+        dispose_engines()
+        for engine in SqlAlchemyStore._engine_map.values():
+            engine.dispose()
+        SqlAlchemyStore._engine_map.clear()
         shutil.rmtree(self.path)
         shutil.copytree(self.snapshot, self.path)
         return self.path

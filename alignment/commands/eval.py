@@ -138,7 +138,8 @@ def _log_to_training_run(db, outcome) -> None:
         return
     uri, run_id = found
     try:
-        tracking.log_eval(uri, run_id, {**outcome.pass_at_k, **outcome.metrics}, outcome.results_path)
+        with tracking.errors_in_one_line():
+            tracking.log_eval(uri, run_id, {**outcome.pass_at_k, **outcome.metrics}, outcome.results_path)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; the eval itself is safe either way
         print(
             f"warning: eval not logged to MLflow run {run_id} at {uri}: {tracking.first_line(exc)}",
