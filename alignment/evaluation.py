@@ -263,6 +263,7 @@ class EvalOutcome:
     verdicts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    policy_id: int | None = None
 
 
 def _sample_texts(db, checkpoint: str, cfg: EvalConfig, tasks: dict, created_by: str) -> dict[str, list[str]]:
@@ -380,6 +381,7 @@ def evaluate_policy(db, policy: str, cfg: EvalConfig, created_by: str | None = N
         report.verdicts,
         time.monotonic() - started,
         report.metrics,
+        policy_id,
     )
 
 

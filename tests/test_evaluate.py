@@ -177,16 +177,17 @@ def test_eval_of_a_policy_trained_with_mlflow_joins_its_run(
 
     from alignment.tracking import local_store
 
-    run_id = _tracked_policy(db, tiny_model_dir, tmp_path / "store")
     base = ["--db", db_url, "eval", "--policy", str(tiny_model_dir), "--dataset", "basic", "--split", "test"]
-    assert (
-        main([*base, "--n", "2", "--k", "1,2", "--max-new-tokens", "6", "--output-dir", str(tmp_path)]) == 0
-    )
+    base += ["--max-new-tokens", "6", "--output-dir", str(tmp_path)]
+    assert main([*base, "--n", "1"]) == 0
+    assert "MLflow" not in capsys.readouterr().err  # not trained by a tracked stage: nothing to join
+    run_id = _tracked_policy(db, tiny_model_dir, tmp_path / "store")
+    assert main([*base, "--n", "2", "--k", "1,2"]) == 0
     err = capsys.readouterr().err
     assert f"logged to MLflow run {run_id}" in err
     client = MlflowClient(local_store(tmp_path / "store"))
     with db.session() as session:
-        stored = session.scalars(select(EvalResult)).one()
+        stored = session.scalars(select(EvalResult).order_by(EvalResult.id.desc())).first()
     metrics = client.get_run(run_id).data.metrics
     assert (
         metrics["eval/pass_at_1"] == pytest.approx(stored.pass_at_k["pass@1"]) and "eval/pass_at_2" in metrics

@@ -238,10 +238,10 @@ def test_micro_benchmark_writes_the_contract(tmp_path, steered_sampling):
     written = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
     assert written["seeds"] == [0, 1] == summary["seeds"]
     assert [r["policy"] for r in written["rows"]] == ["sft", "dpo", "grpo", "grpo_exec", "ppo", "control"]
-    per_seed = {
-        s: json.loads((tmp_path / "bench" / f"seed-{s}" / "quickstart.json").read_text())["rows"]
-        for s in (0, 1)
+    seeds = {
+        s: json.loads((tmp_path / "bench" / f"seed-{s}" / "quickstart.json").read_text()) for s in (0, 1)
     }
+    per_seed = {s: seeds[s]["rows"] for s in (0, 1)}
     for i, row in enumerate(written["rows"]):
         values = [per_seed[s][i]["pass@1"] for s in (0, 1)]
         assert row["per_seed"] == {"0": values[0], "1": values[1]}
@@ -257,18 +257,7 @@ def test_micro_benchmark_writes_the_contract(tmp_path, steered_sampling):
     assert_control_tracked_elsewhere(tmp_path / "control-store", per_seed)
 
     # a rerun reuses every stage: each seed's time is still what its stages took, not the rerun's wall time
-    stage_sums = {
-        str(s): round(
-            sum(
-                r["seconds"]
-                for r in json.loads((tmp_path / "bench" / f"seed-{s}" / "quickstart.json").read_text())[
-                    "stages"
-                ]
-            ),
-            1,
-        )
-        for s in (0, 1)
-    }
+    stage_sums = {str(s): round(sum(r["seconds"] for r in seeds[s]["stages"]), 1) for s in (0, 1)}
     assert summary["seconds_per_seed"] == stage_sums
     assert run_benchmark(cfg)["seconds_per_seed"] == stage_sums
 

@@ -129,11 +129,8 @@ def _log_to_training_run(db, outcome) -> None:
     quickstart's evals do. The eval is already stored (``EvalResult`` and files), so a store that cannot be
     reached is a warning, not a failed command."""
     from alignment import tracking
-    from db.models import EvalResult
 
-    with db.session() as session:
-        policy_id = session.get(EvalResult, outcome.eval_result_id).policy_id
-    found = tracking.training_run_of(db, policy_id) if policy_id is not None else None
+    found = tracking.training_run_of(db, outcome.policy_id) if outcome.policy_id is not None else None
     if found is None:
         return
     uri, run_id = found
