@@ -190,6 +190,18 @@ def test_micro_quickstart_with_ppo(db, db_url, tmp_path, steered_sampling):
         assert session.scalars(select(Policy).where(Policy.name == "qs-ppo")).one().stage == "ppo"
 
 
+def test_sft_only_quickstart_skips_sampling_and_the_panel(db, db_url, tmp_path):
+    """Nothing after SFT learns from samples or rankings, so an SFT study samples only to evaluate."""
+    overrides = {**MICRO, "stages": ["sft"], "report": False, "output_dir": str(tmp_path / "qs")}
+    result = run_quickstart(load_config(QuickstartConfig, None, overrides), db)
+    assert [r.name for r in result.stages if r.name in ("sample_score", "panel", "eval_sft")] == ["eval_sft"]
+    assert result.summary["panel"] is None and "panel:" not in result.table
+    assert [row["policy"] for row in result.rows] == ["sft"]
+    with session_scope(db_url) as session:
+        assert session.scalars(select(RankingItem)).first() is None
+        assert session.scalars(select(Annotator)).first() is None
+
+
 def test_control_and_ppo_are_matched_to_dpo_and_grpo(tmp_path):
     """The control gets DPO's steps, batch and lr; PPO gets GRPO's number of sampled completions."""
     from alignment.quickstart import StageRecord

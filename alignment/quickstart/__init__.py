@@ -38,6 +38,8 @@ from alignment.quickstart.table import format_table, result_rows
 from alignment.tracking import wants_mlflow
 from codealign.config import load_config
 
+FEEDBACK_STAGES = {"reward_model", "dpo"}  # the stages that train on the SFT samples and their rankings
+
 __all__ = ["DEFAULT_CONFIG", "QuickstartConfig", "QuickstartResult", "StageRecord", "check_stage_sections"]
 
 
@@ -123,10 +125,13 @@ def _run_quickstart(cfg: QuickstartConfig, db, fresh: bool) -> QuickstartResult:
         summary = score_missing(ScoreOptions(policy=sft_policy, source="basic"), actor, db=db)
         return None, {"completions": sampled.created + sampled.reused, "verdicts": dict(summary.verdicts)}
 
-    stages.run("sample_score", sample_and_score)
-
-    # 5. human feedback: ranking items of those samples, the panel ranks all but a few left for people
-    feedback = stages.run("panel", lambda: _panel_feedback(cfg, db, panel, actor))
+    # 5. human feedback: ranking items of those samples, the panel ranks all but a few left for people.
+    # Only the reward model and DPO learn from samples and rankings: an SFT-only or execution-only run
+    # (e.g. 'stages=[sft]' to study SFT) skips both steps.
+    feedback = None
+    if FEEDBACK_STAGES.intersection(cfg.stages):
+        stages.run("sample_score", sample_and_score)
+        feedback = stages.run("panel", lambda: _panel_feedback(cfg, db, panel, actor))
 
     # 6. the reward model, 7. the aligned policies and the control, all from SFT
     trained = {"sft": sft}
@@ -186,7 +191,7 @@ def _run_quickstart(cfg: QuickstartConfig, db, fresh: bool) -> QuickstartResult:
     summary = {
         "rows": rows,
         "reward_model": _reward_model_summary(reward_model),
-        "panel": feedback.info,
+        "panel": feedback.info if feedback else None,
         "stages": [r.__dict__ for r in stages.records],
         "total_seconds": total,
         "setup": {

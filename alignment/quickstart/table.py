@@ -87,11 +87,12 @@ def format_table(rows: list[dict[str, Any]], stages: list, total: float, cfg, su
             f"basic/{cfg.eval_split}: {tasks} held-out tasks, {cfg.eval_n} samples each at T={cfg.eval_temperature}"
             " (pass@k and issue rates in %; win rate: a fresh simulated panel, blind, ties half)"
         ),
-        (
+    ]
+    if panel:
+        lines.append(
             f"panel: {panel.get('annotators')} simulated annotators, {panel.get('items')} items ranked, "
             f"alpha {_fmt(panel.get('alpha'))}, tau-b {_fmt(panel.get('tau_b'))}"
-        ),
-    ]
+        )
     if rm:
         lines.append(
             f"reward model: {rm['pairs']} pairs, held-out accuracy {_fmt(rm['heldout_accuracy'])} "
