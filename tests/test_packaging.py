@@ -51,4 +51,4 @@ def test_the_wheel_holds_every_package_and_config_and_works_outside_the_checkout
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert out[0].startswith(str(site)) and out[1] == str(site / "codealign" / "configs") and out[2] == "8.0"
+    assert out[0].startswith(str(site)) and out[1] == str(site / "codealign" / "configs") and out[2] == "16.0"

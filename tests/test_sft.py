@@ -119,7 +119,7 @@ def test_shipped_yaml_builds_trl_config():
     from alignment.recipe import trainer_args
 
     args = trainer_args(load_config(SFTRecipeConfig, CONFIGS / "sft.yaml"), SFTConfig)
-    assert args.num_train_epochs == 8 and args.max_length == 384 and args.report_to == ["tensorboard"]
+    assert args.num_train_epochs == 16 and args.max_length == 384 and args.report_to == ["tensorboard"]
 
 
 def test_mlflow_without_mlflow_installed_is_one_line_error(db, tmp_path, tiny_model_dir, monkeypatch):
